@@ -1,0 +1,58 @@
+# cryptopred: real-time crypto price predictor on Ray.  `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help uv sync demo up down status test test-unit test-integration lint fmt typecheck check clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	@echo "uv not found: installing it from PyPI"
+	python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
+
+uv: $(UV) ## Install uv when it is missing
+
+sync: $(UV) ## Install the workspace (all members, dev tools) from uv.lock
+	$(UV) sync --all-packages --frozen
+
+demo: sync ## Main job on the embedded stack (for now: bring the stack up and show its status)
+	$(RUN) cryptopred up
+
+up: sync ## Start the embedded stack: tansu, PostgreSQL, MLflow, Ray head
+	$(RUN) cryptopred up
+
+down: ## Stop the embedded stack (data under .data/ is kept)
+	$(RUN) cryptopred down
+
+status: ## Show each part of the stack, its address and health
+	$(RUN) cryptopred status
+
+test: sync ## Run every test: unit and integration (real tansu, PostgreSQL, MLflow, Ray)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
+	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: sync ## Run the integration tests only
+	$(RUN) pytest -m integration $(PYTEST_ARGS)
+
+lint: sync ## ruff check and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: sync ## Format and autofix with ruff
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: sync ## mypy over every member
+	$(RUN) mypy app/src ingest/src training/src serving/src
+
+check: lint typecheck test ## Lint, typecheck and test
+
+clean: ## Remove caches (keeps .data/)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Shared contract and platform for the crypto price predictor."""

@@ -1,0 +1,114 @@
+"""The `cryptopred` command line. Components add their sub-commands through `COMPONENT_CLIS`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cryptopred.settings import Settings, SettingsError, load_settings
+from cryptopred.stack import manager
+from cryptopred.stack.process import PartError
+
+# Sub-command groups that live in other workspace members, imported only when present.
+COMPONENT_CLIS = (
+    ("ingest", "cryptopred_ingest.cli"),
+    ("stream", "cryptopred_ingest.stream_cli"),
+    ("train", "cryptopred_training.cli"),
+    ("serve", "cryptopred_serving.cli"),
+)
+
+app = typer.Typer(
+    help="Real-time crypto price predictor on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """Build settings in the entry point; a bad one exits 2 with one line naming it."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack (parts without an external address), topics and DB schema."""
+    settings = settings_or_exit()
+    try:
+        manager.up(settings, say=lambda line: console.print(line, markup=False))
+    except PartError as exc:
+        raise fail(str(exc)) from None
+    _print_status(settings)
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded parts this stack started; data under the data dir is kept."""
+    settings = settings_or_exit()
+    stopped = manager.down(settings, say=lambda line: console.print(line, markup=False))
+    if not stopped:
+        console.print("nothing was running")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show each part, a connectable address and whether it is healthy (exit 1 if not)."""
+    settings = settings_or_exit()
+    healthy = _print_status(settings, as_json=as_json)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+def _print_status(settings: Settings, as_json: bool = False) -> bool:
+    rows = manager.status(settings)
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows]))
+    else:
+        width = max(len(r.address) for r in rows)
+        for row in rows:
+            health = "[green]healthy[/]" if row.healthy else "[red]down[/]"
+            extra = f"  gcs {settings.ray_gcs_address}" if row.name == "ray" else ""
+            console.print(
+                f"{row.name:<9} {row.mode:<9} {escape(row.address):<{width}}  {health}{extra}",
+                soft_wrap=True,
+            )
+    return all(r.healthy for r in rows)
+
+
+def _register_components() -> None:
+    for name, module_name in COMPONENT_CLIS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        app.add_typer(module.app, name=name)
+
+
+def main() -> None:
+    _register_components()
+    app(prog_name="cryptopred")
+
+
+if __name__ == "__main__":
+    main()

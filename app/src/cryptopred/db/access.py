@@ -1,0 +1,126 @@
+"""Connections, idempotent DDL and one upsert helper per dialect; parameterised SQL only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import sql
+
+from cryptopred.db.schema import TABLES, Table
+
+DIALECTS = ("postgres", "risingwave")
+
+
+def _check_dialect(dialect: str) -> None:
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+
+
+def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psycopg.Connection:
+    """A connection to PostgreSQL or RisingWave (both speak the PostgreSQL protocol)."""
+    return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout_s)))
+
+
+def ddl(table: Table, dialect: str) -> sql.Composed:
+    """`CREATE TABLE IF NOT EXISTS` for one table in one dialect."""
+    _check_dialect(dialect)
+    cols = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL(c.sql_type(dialect)),
+            sql.SQL("" if c.nullable else " NOT NULL"),
+        )
+        for c in table.columns
+    ]
+    key = sql.SQL("PRIMARY KEY ({})").format(
+        sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
+    )
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+        sql.Identifier(table.name), sql.SQL(", ").join([*cols, key])
+    )
+
+
+def create_schema(conn: psycopg.Connection, dialect: str) -> None:
+    """Create every table of the contract; running it again changes nothing."""
+    with conn.cursor() as cur:
+        for table in TABLES.values():
+            cur.execute(ddl(table, dialect))
+    if not conn.autocommit:
+        conn.commit()
+
+
+def upsert_statement(table: Table, dialect: str) -> sql.Composed:
+    """The insert-or-overwrite statement for one row of `table`."""
+    _check_dialect(dialect)
+    names = table.column_names
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(table.name),
+        sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        sql.SQL(", ").join(sql.Placeholder() * len(names)),
+    )
+    if dialect == "risingwave":
+        # Tables with a primary key overwrite a repeated key (ON CONFLICT OVERWRITE).
+        return insert
+    updates = [
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
+        for n in names
+        if n not in table.primary_key
+    ]
+    return sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(
+        insert,
+        sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key),
+        sql.SQL(", ").join(updates),
+    )
+
+
+def _row_values(row: msgspec.Struct | Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    if isinstance(row, msgspec.Struct):
+        return tuple(getattr(row, n) for n in names)
+    return tuple(row[n] for n in names)
+
+
+def upsert(
+    conn: psycopg.Connection,
+    table_name: str,
+    rows: Sequence[msgspec.Struct | Mapping[str, Any]],
+    dialect: str,
+    *,
+    commit: bool = True,
+) -> int:
+    """Write rows so that a repeated key overwrites; return how many were sent."""
+    if not rows:
+        return 0
+    table = TABLES[table_name]
+    statement = upsert_statement(table, dialect)
+    if dialect == "postgres":
+        rows = _last_per_key(table, rows)
+    values = [_row_values(r, table.column_names) for r in rows]
+    with conn.cursor() as cur:
+        cur.executemany(statement, values)
+        if dialect == "risingwave":
+            cur.execute("FLUSH")
+    if commit and not conn.autocommit:
+        conn.commit()
+    return len(values)
+
+
+def _last_per_key(
+    table: Table, rows: Sequence[msgspec.Struct | Mapping[str, Any]]
+) -> list[msgspec.Struct | Mapping[str, Any]]:
+    """Keep the last row of each key, in first-seen order (one statement per key)."""
+    latest: dict[tuple[Any, ...], msgspec.Struct | Mapping[str, Any]] = {}
+    for row in rows:
+        latest[_row_values(row, table.primary_key)] = row
+    return list(latest.values())
+
+
+def fetch_all(
+    conn: psycopg.Connection, query: str | sql.Composable, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Run a parameterised query and return rows as dicts."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(query, params)  # type: ignore[arg-type]
+        return list(cur.fetchall())

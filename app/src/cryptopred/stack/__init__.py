@@ -1,0 +1,1 @@
+"""The embedded local stack: tansu, PostgreSQL, MLflow and a Ray head, run as local processes."""

@@ -1,0 +1,8 @@
+"""Table names (see ARCHITECTURE.md); their columns live in `cryptopred.db.schema`."""
+
+CANDLES = "candles"
+TECHNICAL_INDICATORS = "technical_indicators"
+PREDICTIONS = "predictions"
+PREDICTION_OUTCOMES = "prediction_outcomes"
+
+ALL_TABLES = (CANDLES, TECHNICAL_INDICATORS, PREDICTIONS, PREDICTION_OUTCOMES)

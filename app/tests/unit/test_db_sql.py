@@ -1,0 +1,41 @@
+import pytest
+
+from cryptopred import tables
+from cryptopred.db.access import ddl, upsert_statement
+from cryptopred.db.schema import TABLES
+from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
+
+
+def text(composed):
+    return composed.as_string(None)
+
+
+def test_tables_follow_the_record_shapes_and_keys():
+    assert set(TABLES) == set(tables.ALL_TABLES)
+    assert TABLES["candles"].column_names == field_names(Candle)
+    assert TABLES["technical_indicators"].column_names == field_names(IndicatorRow)
+    assert TABLES["predictions"].column_names == field_names(Prediction)
+    assert TABLES["candles"].primary_key == ("pair", "candle_seconds", "window_start_ms")
+    assert TABLES["prediction_outcomes"].primary_key == TABLES["predictions"].primary_key
+
+
+def test_postgres_ddl_is_idempotent_and_typed():
+    statement = text(ddl(TABLES["technical_indicators"], "postgres"))
+    assert statement.startswith('CREATE TABLE IF NOT EXISTS "technical_indicators"')
+    assert '"sma_7" DOUBLE PRECISION,' in statement
+    assert '"pair" TEXT NOT NULL' in statement
+    assert 'PRIMARY KEY ("pair", "candle_seconds", "window_start_ms")' in statement
+
+
+def test_upserts_per_dialect_are_parameterised():
+    pg = text(upsert_statement(TABLES["candles"], "postgres"))
+    assert "%s" in pg and "ON CONFLICT" in pg and '"close" = EXCLUDED."close"' in pg
+    assert '"pair" = EXCLUDED' not in pg
+    rw = text(upsert_statement(TABLES["candles"], "risingwave"))
+    assert "ON CONFLICT" not in rw and "%s" in rw
+    assert '"pair" VARCHAR' in text(ddl(TABLES["candles"], "risingwave"))
+
+
+def test_unknown_dialect_is_refused():
+    with pytest.raises(ValueError, match="unknown dialect 'mysql'"):
+        upsert_statement(TABLES["candles"], "mysql")

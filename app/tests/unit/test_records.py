@@ -1,0 +1,159 @@
+import math
+
+import pytest
+
+from cryptopred.records import (
+    Candle,
+    DeadLetter,
+    IndicatorRow,
+    Prediction,
+    RecordError,
+    Trade,
+    decode,
+    encode,
+    field_names,
+)
+
+TS = 1_700_000_000_000
+
+
+def trade(**kw):
+    base = dict(
+        pair="BTC/USD", price=50_000.5, qty=0.01, side="buy", trade_id=7, ts_ms=TS, source="test"
+    )
+    return Trade(**{**base, **kw})
+
+
+def candle(**kw):
+    base = dict(
+        pair="BTC/USD",
+        candle_seconds=60,
+        window_start_ms=1_699_999_980_000,
+        window_end_ms=1_700_000_040_000,
+        open=10.0,
+        high=12.0,
+        low=9.0,
+        close=11.0,
+        volume=3.0,
+        vwap=10.5,
+        n_trades=4,
+        final=True,
+    )
+    return Candle(**{**base, **kw})
+
+
+def test_trade_round_trips_through_json():
+    t = trade()
+    assert decode(encode(t), Trade) == t
+    assert decode(encode(t).decode(), Trade) == t
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("price", math.nan, "price: must be a finite number > 0"),
+        ("price", -1.0, "price: must be a finite number > 0"),
+        ("price", 0.0, "price"),
+        ("qty", math.inf, "qty: must be a finite number > 0"),
+        ("pair", "BTCUSD", "pair: malformed"),
+        ("ts_ms", 1_700_000_000, "ts_ms"),
+        ("trade_id", -3, "trade_id"),
+        ("source", "", "source"),
+    ],
+)
+def test_bad_trades_are_rejected_with_a_reason(field, value, words):
+    with pytest.raises(RecordError) as info:
+        trade(**{field: value})
+    assert words in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (
+            b'{"pair":"BTC/USD","price":-2,"qty":1,"side":"buy","trade_id":1,"ts_ms":1700000000000,'
+            b'"source":"x"}',
+            "price",
+        ),
+        (
+            b'{"pair":"BTC/USD","price":2,"qty":1,"side":"hold","trade_id":1,"ts_ms":1700000000000,'
+            b'"source":"x"}',
+            "side",
+        ),
+        (b'{"pair":"BTC/USD"}', "missing required field"),
+        (b"not json", "malformed JSON"),
+        (b'{"pair":"BTC/USD","price":NaN}', "malformed JSON"),
+    ],
+)
+def test_decoding_bad_payloads_names_the_problem(payload, words):
+    with pytest.raises(RecordError) as info:
+        decode(payload, Trade)
+    assert words in info.value.reason
+
+
+def test_candle_invariants():
+    assert candle().close == 11.0
+    with pytest.raises(RecordError, match="window_end_ms"):
+        candle(window_end_ms=1_700_000_000_000)
+    with pytest.raises(RecordError, match="multiple"):
+        candle(window_start_ms=1_699_999_981_000, window_end_ms=1_700_000_041_000)
+    with pytest.raises(RecordError, match="high/low"):
+        candle(high=10.5)
+    with pytest.raises(RecordError, match="volume"):
+        candle(volume=-1.0)
+
+
+def test_indicator_row_extends_candle_and_rejects_nan_indicators():
+    fields = field_names(IndicatorRow)
+    assert fields[: len(field_names(Candle))] == field_names(Candle)
+    for name in (
+        "sma_7",
+        "ema_60",
+        "rsi_14",
+        "macd_7",
+        "macdsignal_7",
+        "macdhist_7",
+        "obv",
+        "atr_14",
+        "adx_14",
+        "bbands_upper_20",
+        "bbands_middle_20",
+        "bbands_lower_20",
+        "mfi_14",
+    ):
+        assert name in fields
+    base = {n: getattr(candle(), n) for n in field_names(Candle)}
+    row = IndicatorRow(**base, sma_7=10.0)
+    assert row.sma_14 is None
+    assert decode(encode(row), IndicatorRow) == row
+    with pytest.raises(RecordError, match="rsi_7"):
+        IndicatorRow(**base, rsi_7=math.nan)
+
+
+def test_prediction_checks_its_target_time_and_interval():
+    ok = dict(
+        pair="ETH/EUR",
+        candle_seconds=60,
+        horizon_seconds=300,
+        window_end_ms=TS,
+        target_ts_ms=TS + 300_000,
+        predicted_close=2000.0,
+        predicted_return=0.001,
+        lower=1990.0,
+        upper=2010.0,
+        model_name="ETH-EUR-60s",
+        model_version="3",
+        created_ms=TS,
+    )
+    assert decode(encode(Prediction(**ok)), Prediction) == Prediction(**ok)
+    with pytest.raises(RecordError, match="target_ts_ms"):
+        Prediction(**{**ok, "target_ts_ms": TS})
+    with pytest.raises(RecordError, match="lower"):
+        Prediction(**{**ok, "lower": 2020.0})
+
+
+def test_dead_letter_keeps_the_raw_payload():
+    dl = DeadLetter(stage="ingest", reason="price: bad", raw='{"x":1}', ts_ms=TS)
+    assert decode(encode(dl), DeadLetter).raw == '{"x":1}'
+    with pytest.raises(RecordError):
+        DeadLetter(stage="", reason="r", raw="", ts_ms=TS)

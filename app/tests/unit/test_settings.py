@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from cryptopred.settings import DEFAULT_PAIRS, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in list(__import__("os").environ):
+        if name.startswith("CRYPTOPRED_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_point_at_the_embedded_stack():
+    s = load_settings()
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.db_url == "postgresql://postgres@127.0.0.1:5433/cryptopred"
+    assert s.mlflow_uri == "http://127.0.0.1:5000"
+    assert s.ray_dashboard == "http://127.0.0.1:8265"
+    assert s.pairs == list(DEFAULT_PAIRS)
+    assert s.candle_seconds == [60]
+    assert s.topic_partitions == 2
+    assert s.consumer_session_timeout_ms == 6000
+
+
+def test_env_and_dotenv_are_read(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("CRYPTOPRED_TOPIC_PARTITIONS=4\n")
+    monkeypatch.setenv("CRYPTOPRED_PAIRS", "btc-usd, ETH/EUR")
+    monkeypatch.setenv("CRYPTOPRED_CANDLE_SECONDS", "300,60,300")
+    monkeypatch.setenv("CRYPTOPRED_KAFKA_BOOTSTRAP", "kafka:9092")
+    s = load_settings()
+    assert s.topic_partitions == 4
+    assert s.pairs == ["BTC/USD", "ETH/EUR"]
+    assert s.candle_seconds == [60, 300]
+    assert s.bootstrap_servers == "kafka:9092"
+    assert s.data_dir == Path(".data")
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "words"),
+    [
+        ("CRYPTOPRED_KAFKA_BOOTSTRAP", "not an address", "malformed address"),
+        ("CRYPTOPRED_KAFKA_BOOTSTRAP", "host:99999", "out of range"),
+        ("CRYPTOPRED_DATABASE_URL", "mysql://x", "postgresql://"),
+        ("CRYPTOPRED_MLFLOW_TRACKING_URI", "ftp://x", "http"),
+        ("CRYPTOPRED_DB_DIALECT", "oracle", "postgres"),
+        ("CRYPTOPRED_TOPIC_PARTITIONS", "0", "greater than or equal to 1"),
+        ("CRYPTOPRED_PAIRS", "BTCUSD", "malformed pair"),
+        ("CRYPTOPRED_CANDLE_SECONDS", "60,-5", "positive"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(monkeypatch, env, value, words):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "\n" not in message
+    assert env in message
+    assert words in message

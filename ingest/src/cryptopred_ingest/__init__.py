@@ -1,0 +1,1 @@
+"""Trade sources and streaming stages."""

@@ -1,0 +1,1 @@
+"""Training: datasets, models, Ray Train, MLflow."""
