@@ -1,0 +1,1 @@
+"""Streaming stages (candles, indicators, DB sink): pure stage logic and the generic runner."""

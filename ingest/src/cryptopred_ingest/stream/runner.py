@@ -1,0 +1,205 @@
+"""The generic consume → handle → ship → commit loop that every streaming stage runs in.
+
+Order of one cycle: consume a batch; feed the stage; produce what it emitted (records and dead
+letters) and wait for the broker's acks; write rows to the DB and commit that; only then commit
+the offsets the stage calls safe. A crash anywhere replays from the last safe offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from cryptopred import topics
+from cryptopred.kafka import make_consumer, make_producer
+from cryptopred.records import encode
+from cryptopred.settings import Settings
+from cryptopred_ingest.stream.stage import Emit, Inbound, Stage
+from cryptopred_ingest.stream.writer import DbWriter
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The broker refused a produced record; the cycle's offsets are not committed."""
+
+
+@dataclass
+class RunnerStats:
+    """Counters for `status` and metrics."""
+
+    consumed: int = 0
+    produced: int = 0
+    dead: int = 0
+    rows: int = 0
+    commits: int = 0
+    started_s: float = field(default_factory=time.monotonic)
+    last_event_ms: int | None = None
+    lag: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started_s, 1e-9)
+        return {
+            "consumed": self.consumed,
+            "produced": self.produced,
+            "dead": self.dead,
+            "rows": self.rows,
+            "commits": self.commits,
+            "consumed_per_s": self.consumed / elapsed,
+            "last_event_ms": self.last_event_ms,
+            "lag": dict(self.lag),
+            "lag_total": sum(self.lag.values()),
+        }
+
+
+class StageRunner:
+    """Runs one Stage over Kafka in a consumer group, optionally writing rows to the DB."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stage: Stage,
+        group_id: str,
+        *,
+        writer: DbWriter | None = None,
+        batch_size: int = 5000,
+        poll_timeout_s: float = 0.1,
+        tick_interval_ms: int = 200,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.writer = writer
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.tick_interval_ms = tick_interval_ms
+        self.stats = RunnerStats()
+        self.consumer: Consumer = make_consumer(settings, group_id, **(consumer_overrides or {}))
+        self.producer: Producer = make_producer(settings, **{"linger.ms": 5})
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_tick_ms = 0
+        self._delivery_errors: list[str] = []
+        self.consumer.subscribe(
+            list(stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    # rebalance callbacks run inside consume(), after the previous cycle fully committed
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s assigned %s", self.stage.name, [(p.topic, p.partition) for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = [(p.topic, p.partition) for p in partitions]
+        self.stage.revoke(gone)
+        for tp in gone:
+            self._committed.pop(tp, None)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    def step(self, now_ms: int | None = None) -> int:
+        """One cycle; returns how many messages were consumed."""
+        messages = self.consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
+        clock_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        out = Emit()
+        count = 0
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s consume error: %s", self.stage.name, error)
+                continue
+            ts_type, ts_ms = msg.timestamp()
+            self.stage.handle(
+                Inbound(
+                    topic=str(msg.topic()),
+                    partition=int(msg.partition() or 0),
+                    offset=int(msg.offset() or 0),
+                    key=msg.key(),
+                    value=msg.value() or b"",
+                    timestamp_ms=int(ts_ms) if ts_type else clock_ms,
+                ),
+                clock_ms,
+                out,
+            )
+            count += 1
+        if clock_ms - self._last_tick_ms >= self.tick_interval_ms:
+            self.stage.tick(clock_ms, out)
+            self._last_tick_ms = clock_ms
+        self._ship(out)
+        self._commit()
+        self.stats.consumed += count
+        self.stats.last_event_ms = self.stage.last_event_ms()
+        return count
+
+    def _ship(self, out: Emit) -> None:
+        for topic, key, value in out.records:
+            self._produce(topic, key, value)
+        for dead in out.dead:
+            log.warning("%s dead letter: %s", dead.stage, dead.reason)
+            self._produce(topics.DLQ, dead.stage.encode(), encode(dead))
+        if out.records or out.dead:
+            remaining = self.producer.flush(30)
+            if remaining or self._delivery_errors:
+                errors, self._delivery_errors = self._delivery_errors, []
+                raise DeliveryError(f"{remaining} records unacknowledged; errors: {errors[:3]}")
+        self.stats.produced += len(out.records)
+        self.stats.dead += len(out.dead)
+        if self.writer is not None and out.rows:
+            self.stats.rows += self.writer.write(out.rows)
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _commit(self) -> None:
+        safe = self.stage.safe_offsets()
+        advanced = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in safe.items()
+            if offset > self._committed.get((topic, partition), -1)
+        ]
+        if not advanced:
+            return
+        self.consumer.commit(offsets=advanced, asynchronous=False)
+        for tp in advanced:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+        self.stats.commits += 1
+
+    def refresh_lag(self) -> dict[str, int]:
+        """Records behind the high watermark, per topic-partition this member owns."""
+        lag = {}
+        for tp in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            position = self.consumer.position([tp])[0].offset
+            start = position if position >= 0 else self._committed.get((tp.topic, tp.partition), 0)
+            lag[f"{tp.topic}[{tp.partition}]"] = max(int(high) - int(start), 0)
+        self.stats.lag = lag
+        return lag
+
+    def run(self, stop: threading.Event, lag_every_s: float = 2.0) -> None:
+        """Cycle until `stop` is set, then close the consumer (leaving the group)."""
+        next_lag = 0.0
+        try:
+            while not stop.is_set():
+                self.step()
+                if time.monotonic() >= next_lag:
+                    self.refresh_lag()
+                    next_lag = time.monotonic() + lag_every_s
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.producer.flush(10)
+        self.consumer.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,50 @@
+"""The sink stage: `candles` and `technical_indicators` topics into their DB tables."""
+
+from __future__ import annotations
+
+from cryptopred import tables, topics
+from cryptopred.records import Candle, IndicatorRow, RecordError, decode
+from cryptopred_ingest.stream.stage import Emit, Inbound, Stage
+
+Route = tuple[type[Candle], str]  # record type (Candle or IndicatorRow), table
+
+DEFAULT_ROUTES: dict[str, Route] = {
+    topics.CANDLES: (Candle, tables.CANDLES),
+    topics.TECHNICAL_INDICATORS: (IndicatorRow, tables.TECHNICAL_INDICATORS),
+}
+
+
+class SinkStage(Stage):
+    """Turns each record into a row; the runner commits offsets only after the DB commit."""
+
+    name = "sink"
+
+    def __init__(self, routes: dict[str, Route] | None = None) -> None:
+        self.routes = dict(routes or DEFAULT_ROUTES)
+        unknown = [t for _, t in self.routes.values() if t not in tables.ALL_TABLES]
+        if unknown:
+            raise ValueError(f"sink cannot store into tables {unknown}")
+        self.topics = tuple(self.routes)
+        self._next: dict[tuple[str, int], int] = {}
+        self._last_event_ms: int | None = None
+
+    def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
+        kind, table = self.routes[message.topic]
+        self._next[(message.topic, message.partition)] = message.offset + 1
+        try:
+            record = decode(message.value, kind)
+        except RecordError as exc:
+            out.dead_letter(self.name, f"{message.topic}: {exc.reason}", message.value, now_ms)
+            return
+        out.row(table, record)
+        self._last_event_ms = max(self._last_event_ms or 0, record.window_end_ms)
+
+    def safe_offsets(self) -> dict[tuple[str, int], int]:
+        return dict(self._next)
+
+    def revoke(self, partitions: list[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self._next.pop(tp, None)
+
+    def last_event_ms(self) -> int | None:
+        return self._last_event_ms

@@ -1,0 +1,73 @@
+"""What a streaming stage is: logic fed one message at a time, with what it may emit.
+
+A stage never touches Kafka or the clock itself; the runner feeds it messages and wall time,
+ships what it emits, and commits only the offsets the stage says are safe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import msgspec
+
+from cryptopred.records import DeadLetter, encode
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass
+class Emit:
+    """What a stage produced while handling messages: records for topics, rows, dead letters."""
+
+    records: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    rows: dict[str, list[msgspec.Struct]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    def record(self, topic: str, key: str, record: msgspec.Struct) -> None:
+        self.records.append((topic, key.encode(), encode(record)))
+
+    def row(self, table: str, row: msgspec.Struct) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def dead_letter(self, stage: str, reason: str, raw: bytes, now_ms: int) -> None:
+        text = raw.decode("utf-8", errors="replace")
+        self.dead.append(DeadLetter(stage=stage, reason=reason, raw=text, ts_ms=now_ms))
+
+    def __len__(self) -> int:
+        return len(self.records) + sum(len(r) for r in self.rows.values()) + len(self.dead)
+
+
+class Stage(ABC):
+    """Stage logic. `safe_offsets` tells the runner how far each partition may be committed."""
+
+    name: str
+    topics: tuple[str, ...]
+
+    @abstractmethod
+    def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
+        """Consume one message; emit into `out`. Poison goes to `out.dead_letter`."""
+
+    def tick(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
+        """Called regularly with wall time, also when no message arrived."""
+
+    @abstractmethod
+    def safe_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the next offset to resume from after a restart."""
+
+    def revoke(self, partitions: list[tuple[str, int]]) -> None:  # noqa: B027 (optional hook)
+        """Forget state fed from partitions this member no longer owns."""
+
+    def last_event_ms(self) -> int | None:
+        """Event time of the latest input, for `status`."""
+        return None
