@@ -1,0 +1,34 @@
+"""Streaming knobs on top of the platform settings (same `CRYPTOPRED_` env prefix)."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError
+
+from cryptopred.settings import Settings, SettingsError, describe_error
+
+
+class StreamSettings(Settings):
+    """Settings of the candle, indicator and sink stages and of their Ray actors."""
+
+    candle_replicas: int = Field(1, ge=1, description="candle actors in the consumer group")
+    indicator_replicas: int = Field(1, ge=1, description="indicator actors in the group")
+    sink_replicas: int = Field(1, ge=1, description="DB sink actors in the group")
+    grace_ms: int = Field(5000, ge=0, description="how late (event time) a trade may arrive")
+    open_emit_interval_ms: int = Field(
+        1000, ge=0, description="at most one open-candle update per pair and width this often"
+    )
+    stream_batch_size: int = Field(5000, ge=1, description="messages per consume cycle")
+    indicator_history: int = Field(
+        300, ge=100, description="final candles read back to rebuild indicator handles"
+    )
+    actor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per stage actor")
+    ray_namespace: str = Field("cryptopred", description="Ray namespace of the named actors")
+    group_prefix: str = Field("cryptopred", description="prefix of consumer group ids")
+
+
+def load_stream_settings(**overrides: object) -> StreamSettings:
+    """Build StreamSettings; raise SettingsError with one line naming a bad setting."""
+    try:
+        return StreamSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None
