@@ -14,6 +14,8 @@ help: ## Show this help
 $(UV):
 	@echo "uv not found: installing it from PyPI"
 	python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
+	@mkdir -p "$(dir $(UV))"
+	@test -x "$(UV)" || ln -sf "$$(python3 -c 'import uv; print(uv.find_uv_bin())')" "$(UV)"
 
 uv: $(UV) ## Install uv when it is missing
 
