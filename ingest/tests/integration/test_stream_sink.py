@@ -9,13 +9,13 @@ from confluent_kafka import Consumer, TopicPartition
 from cryptopred import topics
 from cryptopred.db import connect, fetch_all
 from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.pipeline.runner import StageRunner
+from cryptopred.pipeline.writer import DbWriter
 from cryptopred.records import Candle, DeadLetter, decode, encode
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port
-from cryptopred_ingest.stream.runner import StageRunner
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_ingest.stream.writer import DbWriter
 
 pytestmark = pytest.mark.integration
 

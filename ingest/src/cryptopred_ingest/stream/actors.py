@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred_ingest.stream.runner import StageRunner
+from cryptopred.pipeline.runner import StageRunner
+from cryptopred.pipeline.writer import DbWriter
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, uses_db
-from cryptopred_ingest.stream.writer import DbWriter
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cryptopred import tables, topics
+from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import Candle, IndicatorRow, RecordError, decode
-from cryptopred_ingest.stream.stage import Emit, Inbound, Stage
 
 Route = tuple[type[Candle], str]  # record type (Candle or IndicatorRow), table
 

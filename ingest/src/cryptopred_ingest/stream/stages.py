@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cryptopred.pipeline.stage import Stage
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_ingest.stream.stage import Stage
 
 
 def _sink(settings: StreamSettings) -> Stage:

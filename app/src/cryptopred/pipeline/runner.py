@@ -17,10 +17,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from cryptopred import topics
 from cryptopred.kafka import make_consumer, make_producer
+from cryptopred.pipeline.stage import Emit, Inbound, Stage
+from cryptopred.pipeline.writer import DbWriter
 from cryptopred.records import encode
 from cryptopred.settings import Settings
-from cryptopred_ingest.stream.stage import Emit, Inbound, Stage
-from cryptopred_ingest.stream.writer import DbWriter
 
 log = logging.getLogger(__name__)
 
