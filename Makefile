@@ -58,3 +58,5 @@ check: lint typecheck test ## Lint, typecheck and test
 
 clean: ## Remove caches (keeps .data/)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache
+
+include kuberay/Makefile.mk

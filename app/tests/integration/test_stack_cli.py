@@ -39,6 +39,7 @@ def stack_env(tmp_path):
     env["CRYPTOPRED_DATA_DIR"] = str(tmp_path / "data")
     env["CRYPTOPRED_TOPIC_PARTITIONS"] = "3"
     env["CRYPTOPRED_RAY_NUM_CPUS"] = "1"
+    env["CRYPTOPRED_START_TIMEOUT_S"] = "240"  # a loaded 2-core box starts Ray slowly
     yield env, ports
     subprocess.run([*CLI, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cryptopred import tables
+from cryptopred.db.rows import StreamCheckpoint
 from cryptopred.records import Candle, IndicatorRow, Prediction, PredictionOutcome
 
 _PG_TYPES = {str: "TEXT", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
@@ -68,5 +69,11 @@ TABLES: dict[str, Table] = {
     tables.PREDICTIONS: Table(tables.PREDICTIONS, _columns(Prediction), _PREDICTION_KEY),
     tables.PREDICTION_OUTCOMES: Table(
         tables.PREDICTION_OUTCOMES, _columns(PredictionOutcome), _PREDICTION_KEY
+    ),
+    # internal: stage state saved with its offset (see cryptopred.pipeline.checkpoints)
+    tables.STREAM_CHECKPOINTS: Table(
+        tables.STREAM_CHECKPOINTS,
+        _columns(StreamCheckpoint),
+        ("group_id", "topic", "partition"),
     ),
 }

@@ -91,6 +91,14 @@ class StageRunner:
     # rebalance callbacks run inside consume(), after the previous cycle fully committed
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s assigned %s", self.stage.name, [(p.topic, p.partition) for p in partitions])
+        starts = self.stage.assign([(p.topic, p.partition) for p in partitions])
+        if starts:
+            for tp in partitions:
+                start = starts.get((tp.topic, tp.partition))
+                if start is not None:
+                    tp.offset = start
+                    self._committed[(tp.topic, tp.partition)] = start
+            consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = [(p.topic, p.partition) for p in partitions]
@@ -131,6 +139,7 @@ class StageRunner:
         if clock_ms - self._last_tick_ms >= self.tick_interval_ms:
             self.stage.tick(clock_ms, out)
             self._last_tick_ms = clock_ms
+        self.stage.end_batch(clock_ms, out)
         self._ship(out)
         self._commit()
         self.stats.consumed += count

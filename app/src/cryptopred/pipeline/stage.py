@@ -61,6 +61,14 @@ class Stage(ABC):
     def tick(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
         """Called regularly with wall time, also when no message arrived."""
 
+    def end_batch(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
+        """Called once per cycle after the messages and the tick, before shipping."""
+
+    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Partitions were assigned; return offsets to start from where the stage keeps its
+        own resume points (others start from the group's committed offset)."""
+        return {}
+
     @abstractmethod
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> the next offset to resume from after a restart."""

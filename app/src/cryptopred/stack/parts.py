@@ -295,7 +295,11 @@ class Mlflow(Part):
             "--workers",
             "1",
         ]
-        return spawn(self.name, argv, self.log_path)
+        # The job runner (a dozen huey worker processes) serves MLflow's GenAI jobs, which this
+        # project does not use; on two cores it slows everything else down.
+        return spawn(
+            self.name, argv, self.log_path, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        )
 
 
 class RayHead(Part):

@@ -1,4 +1,4 @@
-"""Session-scoped real services for integration tests: tansu, PostgreSQL and Ray.
+"""Session-scoped real services for integration tests: tansu, PostgreSQL, MLflow and Ray.
 
 Each is started at most once per test session, on free loopback ports, with its data in a
 temporary folder, and stopped by its pid at the end. Unit tests never request these.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cryptopred.settings import Settings
-from cryptopred.stack.parts import Broker, Postgres
+from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
 
 SHARED_DIR = Path(__file__).resolve().parents[4].parent / "shared"
@@ -66,11 +66,30 @@ def postgres(base_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
+def mlflow_server(base_settings: Settings) -> Iterator[Settings]:
+    """A real MLflow tracking server (sqlite, local artifacts under the session's temp dir);
+    yields settings whose `mlflow_uri` reach it."""
+    part = Mlflow(base_settings)
+    part.start()
+    try:
+        yield base_settings.model_copy(update={"mlflow_tracking_uri": part.address})
+    finally:
+        part.stop()
+
+
+@pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     """One local Ray cluster shared by every Ray test of the session."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # address="local": never join a cluster some other process left in /tmp/ray
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         yield ray
     finally:

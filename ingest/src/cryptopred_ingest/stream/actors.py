@@ -16,7 +16,7 @@ from typing import Any
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred_ingest.stream.settings import StreamSettings
-from cryptopred_ingest.stream.stages import STAGES, build_stage, uses_db
+from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class StageWorker:
         self.runner = StageRunner(
             self.settings,
             build_stage(stage, self.settings),
-            f"{self.settings.group_prefix}-{stage}",
+            group_id(self.settings, stage),
             writer=writer,
             batch_size=self.settings.stream_batch_size,
         )

@@ -19,7 +19,7 @@ class StreamSettings(Settings):
     )
     stream_batch_size: int = Field(5000, ge=1, description="messages per consume cycle")
     indicator_history: int = Field(
-        300, ge=100, description="final candles read back to rebuild indicator handles"
+        2000, ge=100, description="final rows read back to rebuild indicator handles"
     )
     actor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per stage actor")
     ray_namespace: str = Field("cryptopred", description="Ray namespace of the named actors")

@@ -5,8 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cryptopred.pipeline.stage import Stage
+from cryptopred_ingest.stream.candles import CandleStage
+from cryptopred_ingest.stream.indicator_stage import IndicatorStage
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.sink import SinkStage
+
+
+def group_id(settings: StreamSettings, stage: str) -> str:
+    """Consumer group of a stage; its replicas share it."""
+    return f"{settings.group_prefix}-{stage}"
+
+
+def _candles(settings: StreamSettings) -> Stage:
+    return CandleStage(
+        settings.db_url,
+        group_id(settings, "candles"),
+        settings.candle_seconds,
+        settings.grace_ms,
+        settings.open_emit_interval_ms,
+    )
+
+
+def _indicators(settings: StreamSettings) -> Stage:
+    return IndicatorStage(settings.db_url, settings.indicator_history)
 
 
 def _sink(settings: StreamSettings) -> Stage:
@@ -15,9 +36,10 @@ def _sink(settings: StreamSettings) -> Stage:
 
 # pipeline order: upstream first
 _FACTORIES: dict[str, Callable[[StreamSettings], Stage]] = {
+    "candles": _candles,
+    "indicators": _indicators,
     "sink": _sink,
 }
-_WRITES_DB = {"sink"}
 
 STAGES = tuple(_FACTORIES)
 
@@ -31,5 +53,5 @@ def build_stage(name: str, settings: StreamSettings) -> Stage:
 
 
 def uses_db(name: str) -> bool:
-    """True for stages whose rows the runner writes to the DB before committing."""
-    return name in _WRITES_DB
+    """Every stage writes rows (checkpoints, history or sink rows) before committing."""
+    return name in _FACTORIES

@@ -1,0 +1,291 @@
+"""Streaming technical indicators per (pair, candle_seconds) on TA-Lib 0.8 stream handles (pure).
+
+Final candles `update()` the handles; an open candle is evaluated with `peek()`, which leaves
+state alone (windows still open before it are applied to a `copy()` first). Until enough finals
+exist to `open_and_fill` a handle, its columns are None, exactly like the leading NaNs of the
+batch function over the same series; every value equals batch TA-Lib over the candles since the
+series started (bit-exact in practice, checked to 1e-9).
+
+MACD convention: `macd_7`, `macdsignal_7`, `macdhist_7` are TA-Lib MACD with fastperiod=7,
+slowperiod=21, signalperiod=7 (the classic 12/26/9 shortened to the 7-bar family).
+BBANDS: timeperiod=20, nbdevup=nbdevdn=2, SMA. ATR, ADX, MFI: 14; OBV starts at the first
+candle's volume, as in TA-Lib.
+
+Restart: handles cannot be pickled, so `restore(candles, last_row)` rebuilds them with
+`open_and_fill` from the last final candles (read from the DB). EMA/RSI/ATR/ADX/MACD depend on all
+history with a weight that decays geometrically: with `RESTORE_CANDLES` candles they match the
+uninterrupted engine to 1e-9. OBV is a running sum, so pass the stored row of the last candle and
+the engine continues from its `obv`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import talib
+import talib.abstract
+import talib.stream as ts
+
+from cryptopred.records import INDICATOR_COLUMNS, Candle, IndicatorRow
+
+RESTORE_CANDLES = 2_000
+
+# talib's stubs do not declare it; it is raised when open_and_fill gets too little history.
+InsufficientHistory: type[Exception] = talib.InsufficientHistory  # type: ignore[attr-defined]
+
+_INPUTS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One TA-Lib stream function: its inputs, parameters and the columns of its outputs."""
+
+    function: str
+    inputs: tuple[str, ...]
+    params: tuple[tuple[str, int | float], ...]
+    columns: tuple[str, ...]
+
+    def open(self, arrays: dict[str, np.ndarray]) -> tuple[Any, tuple[float, ...]]:
+        """`open_and_fill` over the arrays; raise talib.InsufficientHistory if too short."""
+        cls = getattr(ts, self.function)
+        bars = len(arrays["close"])
+        if bars < self.min_bars():
+            # Checked here rather than left to TA-Lib: in a long-running process ta-lib 0.8.2
+            # was seen answering TA_BAD_PARAM instead of InsufficientHistory for short history.
+            raise InsufficientHistory(f"{self.function}: {bars} bars, {self.min_bars()} needed")
+        handle, full = cls.open_and_fill(*(arrays[k] for k in self.inputs), **dict(self.params))
+        series = full if isinstance(full, tuple) else (full,)
+        return handle, tuple(float(s[-1]) for s in series)
+
+    def min_bars(self) -> int:
+        """Bars of history open_and_fill needs: the function's lookback plus one."""
+        return _min_bars(self.function, self.params)
+
+
+@functools.cache
+def _min_bars(function: str, params: tuple[tuple[str, int | float], ...]) -> int:
+    function_ = talib.abstract.Function(function, **dict(params))  # type: ignore[attr-defined]
+    return int(function_.lookback) + 1
+
+
+def _specs() -> tuple[Spec, ...]:
+    specs: list[Spec] = []
+    for period in (7, 14, 21, 60):
+        for fn in ("SMA", "EMA", "RSI"):
+            specs.append(
+                Spec(fn, ("close",), (("timeperiod", period),), (f"{fn.lower()}_{period}",))
+            )
+    specs.append(
+        Spec(
+            "MACD",
+            ("close",),
+            (("fastperiod", 7), ("slowperiod", 21), ("signalperiod", 7)),
+            ("macd_7", "macdsignal_7", "macdhist_7"),
+        )
+    )
+    specs.append(Spec("OBV", ("close", "volume"), (), ("obv",)))
+    specs.append(Spec("ATR", ("high", "low", "close"), (("timeperiod", 14),), ("atr_14",)))
+    specs.append(Spec("ADX", ("high", "low", "close"), (("timeperiod", 14),), ("adx_14",)))
+    specs.append(
+        Spec(
+            "BBANDS",
+            ("close",),
+            (("timeperiod", 20), ("nbdevup", 2.0), ("nbdevdn", 2.0), ("matype", 0)),
+            ("bbands_upper_20", "bbands_middle_20", "bbands_lower_20"),
+        )
+    )
+    specs.append(
+        Spec("MFI", ("high", "low", "close", "volume"), (("timeperiod", 14),), ("mfi_14",))
+    )
+    return tuple(specs)
+
+
+SPECS = _specs()
+assert sorted(c for s in SPECS for c in s.columns) == sorted(INDICATOR_COLUMNS)
+
+
+def _clean(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _args(spec: Spec, c: Candle) -> tuple[float, ...]:
+    return tuple(float(getattr(c, k)) for k in spec.inputs)
+
+
+def _outputs(result: Any) -> tuple[float, ...]:
+    return tuple(result) if isinstance(result, tuple) else (float(result),)
+
+
+def _flat(after: Candle, start_ms: int, final: bool) -> Candle:
+    p = after.close
+    width_ms = after.candle_seconds * 1000
+    return Candle(
+        pair=after.pair,
+        candle_seconds=after.candle_seconds,
+        window_start_ms=start_ms,
+        window_end_ms=start_ms + width_ms,
+        open=p,
+        high=p,
+        low=p,
+        close=p,
+        volume=0.0,
+        vwap=p,
+        n_trades=0,
+        final=final,
+    )
+
+
+class _Series:
+    """Handles and state of one (pair, candle_seconds)."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any | None] = [None] * len(SPECS)
+        self.history: list[Candle] = []  # finals kept only while some handle is not open yet
+        self.last: Candle | None = None  # last final candle
+        self.pending: dict[int, Candle] = {}  # latest open candle per window after `last`
+        self.obv_offset = 0.0
+
+    def arrays(self, extra: Sequence[Candle] = ()) -> dict[str, np.ndarray]:
+        rows = [*self.history, *extra]
+        return {k: np.array([getattr(c, k) for c in rows], dtype=np.float64) for k in _INPUTS}
+
+    def apply_final(self, candle: Candle) -> dict[str, float | None]:
+        """Commit one final candle; return its indicator values."""
+        values: dict[str, float | None] = {}
+        self.history.append(candle)
+        arrays: dict[str, np.ndarray] | None = None
+        for i, spec in enumerate(SPECS):
+            handle = self.handles[i]
+            outs: tuple[float, ...] | None = None
+            if handle is not None:
+                outs = _outputs(handle.update(*_args(spec, candle)))
+            else:
+                arrays = arrays if arrays is not None else self.arrays()
+                try:
+                    self.handles[i], outs = spec.open(arrays)
+                except InsufficientHistory:
+                    outs = None
+            self._store(spec, outs, values)
+        if all(h is not None for h in self.handles):
+            self.history.clear()
+        self.last = candle
+        return values
+
+    def evaluate_open(self, candle: Candle, before: Sequence[Candle]) -> dict[str, float | None]:
+        """Indicator values if `candle` closed now after the open windows `before` it."""
+        values: dict[str, float | None] = {}
+        arrays: dict[str, np.ndarray] | None = None
+        for i, spec in enumerate(SPECS):
+            handle = self.handles[i]
+            outs: tuple[float, ...] | None = None
+            if handle is not None:
+                if before:
+                    handle = handle.copy()
+                    for c in before:
+                        handle.update(*_args(spec, c))
+                outs = _outputs(handle.peek(*_args(spec, candle)))
+            else:
+                arrays = arrays if arrays is not None else self.arrays([*before, candle])
+                try:
+                    outs = spec.open(arrays)[1]
+                except InsufficientHistory:
+                    outs = None
+            self._store(spec, outs, values)
+        return values
+
+    def _store(
+        self, spec: Spec, outs: tuple[float, ...] | None, values: dict[str, float | None]
+    ) -> None:
+        for j, column in enumerate(spec.columns):
+            value = None if outs is None else _clean(outs[j])
+            if column == "obv" and value is not None:
+                value += self.obv_offset
+            values[column] = value
+
+
+def _row(candle: Candle, values: dict[str, float | None]) -> IndicatorRow:
+    return IndicatorRow(
+        pair=candle.pair,
+        candle_seconds=candle.candle_seconds,
+        window_start_ms=candle.window_start_ms,
+        window_end_ms=candle.window_end_ms,
+        open=candle.open,
+        high=candle.high,
+        low=candle.low,
+        close=candle.close,
+        volume=candle.volume,
+        vwap=candle.vwap,
+        n_trades=candle.n_trades,
+        final=candle.final,
+        **values,
+    )
+
+
+class IndicatorEngine:
+    """Turns candles (open and final, any pair and width) into `IndicatorRow`s."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, int], _Series] = {}
+
+    def _get(self, candle: Candle) -> _Series:
+        key = (candle.pair, candle.candle_seconds)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        return series
+
+    def on_candle(self, candle: Candle) -> list[IndicatorRow]:
+        """Rows for one candle: [] for a stale or repeated candle; flat rows fill any gap."""
+        series = self._get(candle)
+        last = series.last
+        if last is not None and candle.window_start_ms <= last.window_start_ms:
+            return []  # already final (a replay re-emits identical finals)
+        width_ms = candle.candle_seconds * 1000
+        if candle.final:
+            rows: list[IndicatorRow] = []
+            if last is not None:
+                for start in range(last.window_end_ms, candle.window_start_ms, width_ms):
+                    gap = _flat(series.last or last, start, True)  # missing: flat, as upstream
+                    rows.append(_row(gap, series.apply_final(gap)))
+            rows.append(_row(candle, series.apply_final(candle)))
+            series.pending = {s: c for s, c in series.pending.items() if s > candle.window_start_ms}
+            return rows
+        series.pending[candle.window_start_ms] = candle
+        before: list[Candle] = []
+        if last is not None:
+            prev = last
+            for start in range(last.window_end_ms, candle.window_start_ms, width_ms):
+                prev = series.pending.get(start) or _flat(prev, start, False)
+                before.append(prev)
+        return [_row(candle, series.evaluate_open(candle, before))]
+
+    def restore(self, candles: Sequence[Candle], last_row: IndicatorRow | None = None) -> None:
+        """Rebuild one (pair, width) from its last final candles, oldest first (no rows out).
+
+        `last_row` is the stored row of the last candle; its `obv` carries OBV on.
+        """
+        if not candles:
+            return
+        series = self._series[(candles[0].pair, candles[0].candle_seconds)] = _Series()
+        series.history = list(candles)
+        arrays = series.arrays()
+        for i, spec in enumerate(SPECS):
+            try:
+                series.handles[i], outs = spec.open(arrays)
+            except InsufficientHistory:
+                continue
+            if (
+                spec.function == "OBV"
+                and last_row is not None
+                and last_row.obv is not None
+                and last_row.window_start_ms == candles[-1].window_start_ms
+            ):
+                series.obv_offset = last_row.obv - outs[0]
+        if all(h is not None for h in series.handles):
+            series.history.clear()
+        series.last = candles[-1]

@@ -1,0 +1,46 @@
+"""Read a whole topic back with assign() (no group join)."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from cryptopred.settings import Settings
+
+
+def read_all(
+    settings: Settings, topic: str, expect: int | None = None, timeout_s: float = 30.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record, once `expect` were read or the topic's end was reached."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "readback",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        consumer.assign(parts)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        at_eof: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == -191:  # _PARTITION_EOF
+                    at_eof.add(int(msg.partition() or 0))
+                    if len(at_eof) == len(parts) and (expect is None or len(out) >= expect):
+                        break
+                continue
+            at_eof.discard(int(msg.partition() or 0))
+            out.append((msg.key(), msg.value()))
+        return out
+    finally:
+        consumer.close()

@@ -1,0 +1,203 @@
+"""Trades → candles → indicators → DB through the real broker and PostgreSQL (no Ray here)."""
+
+import math
+
+import pytest
+
+from cryptopred import topics
+from cryptopred.db import connect, fetch_all
+from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.pipeline.runner import StageRunner
+from cryptopred.pipeline.writer import DbWriter
+from cryptopred.records import INDICATOR_COLUMNS, DeadLetter, Trade, decode, encode
+from cryptopred.stack.parts import Broker
+from cryptopred.stack.process import free_port
+from cryptopred_ingest.stream.settings import StreamSettings
+from cryptopred_ingest.stream.stages import build_stage, group_id
+from cryptopred_ingest.testing.streams import (
+    batch_indicators,
+    closing_trade,
+    make_trades,
+    reference_candles,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+WIDTHS = [60, 300, 3600]
+
+
+@pytest.fixture(scope="module")
+def private_broker(postgres, tmp_path_factory):
+    """A broker of this module's own, so the fixed topic names hold only these trades."""
+    settings = postgres.model_copy(
+        update={
+            "data_dir": tmp_path_factory.mktemp("broker"),
+            "broker_port": free_port(),
+            "kafka_bootstrap": None,
+        }
+    )
+    part = Broker(settings)
+    part.start()
+    try:
+        yield settings.model_copy(update={"kafka_bootstrap": part.address})
+    finally:
+        part.stop()
+
+
+def stream_settings(base, prefix):
+    return StreamSettings(
+        **{
+            **base.model_dump(),
+            "candle_seconds": WIDTHS,
+            "grace_ms": 5000,
+            "group_prefix": prefix,
+            "open_emit_interval_ms": 1000,
+        }
+    )
+
+
+def runners(settings):
+    out = {}
+    for stage in ("candles", "indicators", "sink"):
+        out[stage] = StageRunner(
+            settings,
+            build_stage(stage, settings),
+            group_id(settings, stage),
+            writer=DbWriter(settings.db_url, settings.db_dialect),
+        )
+    return out
+
+
+def read_all(settings, topic):
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "reader",
+            "enable.auto.commit": False,
+        }
+    )
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    out = []
+    while (msg := consumer.poll(3.0)) is not None:
+        if msg.error() is None:
+            out.append(msg)
+    consumer.close()
+    return out
+
+
+def db_candles(conn, pair, width):
+    return fetch_all(
+        conn,
+        "SELECT * FROM candles WHERE pair = %s AND candle_seconds = %s ORDER BY window_start_ms",
+        (pair, width),
+    )
+
+
+def test_candles_and_indicators_equal_pandas_and_batch_talib(private_broker):
+    s = stream_settings(private_broker, "pipe")
+    ensure_topics(s, topics.ALL_TOPICS, partitions=2)
+    trades = {
+        pair: make_trades(pair, seed, 6, price)
+        for pair, seed, price in (("PIPA/USD", 1, 30_000.0), ("PIPB/EUR", 2, 2_000.0))
+    }
+    late = Trade(
+        pair="PIPA/USD",
+        price=1.0,
+        qty=1.0,
+        side="buy",
+        trade_id=10**9,
+        ts_ms=trades["PIPA/USD"][0].ts_ms,
+        source="test",
+    )
+    producer = make_producer(s)
+    for pair, series in trades.items():
+        for t in [*series, closing_trade(series)]:
+            producer.produce(topics.TRADES, key=pair.encode(), value=encode(t))
+    producer.produce(topics.TRADES, key=b"PIPA/USD", value=encode(late))
+    producer.produce(topics.TRADES, key=b"PIPA/USD", value=b'{"pair":"PIPA/USD","price":-1}')
+    assert producer.flush(30) == 0
+
+    refs = {
+        (pair, w): reference_candles(series, w) for pair, series in trades.items() for w in WIDTHS
+    }
+    stages = runners(s)
+    conn = connect(s.db_url, autocommit=True)
+
+    def all_final():
+        for (pair, w), ref in refs.items():
+            last = int(ref["window_start_ms"].iloc[-1])
+            for table in ("candles", "technical_indicators"):
+                rows = fetch_all(
+                    conn,
+                    f"SELECT count(*) AS n FROM {table} WHERE pair = %s AND "
+                    "candle_seconds = %s AND window_start_ms <= %s AND final",
+                    (pair, w, last),
+                )
+                if rows[0]["n"] != len(ref):
+                    return False
+        return True
+
+    try:
+        wait_for(all_final, timeout_s=180, step=lambda: [r.step() for r in stages.values()])
+        for (pair, w), ref in refs.items():
+            rows = [
+                r
+                for r in db_candles(conn, pair, w)
+                if r["window_start_ms"] <= ref["window_start_ms"].iloc[-1]
+            ]
+            assert all(r["final"] for r in rows)
+            got = [
+                (
+                    r["window_start_ms"],
+                    r["open"],
+                    r["high"],
+                    r["low"],
+                    r["close"],
+                    r["volume"],
+                    r["vwap"],
+                    r["n_trades"],
+                )
+                for r in rows
+            ]
+            want = [
+                (
+                    int(x.window_start_ms),
+                    x.open,
+                    x.high,
+                    x.low,
+                    x.close,
+                    x.volume,
+                    x.vwap,
+                    int(x.n_trades),
+                )
+                for x in ref.itertuples()
+            ]
+            assert got == want, (pair, w)
+
+            ind = fetch_all(
+                conn,
+                "SELECT * FROM technical_indicators WHERE pair = %s AND "
+                "candle_seconds = %s AND window_start_ms <= %s ORDER BY "
+                "window_start_ms",
+                (pair, w, int(ref["window_start_ms"].iloc[-1])),
+            )
+            assert [r["window_start_ms"] for r in ind] == list(ref["window_start_ms"])
+            expected = batch_indicators(ref)
+            for column in INDICATOR_COLUMNS:
+                for row, value in zip(ind, expected[column], strict=True):
+                    if math.isnan(value):
+                        assert row[column] is None, (pair, w, column)
+                    else:
+                        assert row[column] == pytest.approx(value, rel=1e-9, abs=1e-9), column
+        dead = [decode(m.value(), DeadLetter) for m in read_all(s, topics.DLQ)]
+        assert [d.raw for d in dead if d.reason == "late"] == [encode(late).decode()]
+        poison = [d for d in dead if d.stage == "candles" and d.reason != "late"]
+        assert len(poison) == 1 and "missing required field" in poison[0].reason
+    finally:
+        conn.close()
+        for r in stages.values():
+            r.close()

@@ -1,0 +1,61 @@
+import hashlib
+
+import numpy as np
+
+from cryptopred.records import encode
+from cryptopred_ingest.sources.synthetic import generate, pair_model
+
+PAIRS = ["BTC/USD", "ETH/EUR", "XRP/USD", "ABC/XYZ"]
+
+
+def digest(pairs, days, seed):
+    h = hashlib.sha256()
+    n = 0
+    for batch in generate(pairs, days, seed):
+        for trade in batch.trades:
+            h.update(encode(trade))
+            n += 1
+    return h.hexdigest(), n
+
+
+def test_same_seed_byte_identical_other_seed_differs():
+    a = digest(PAIRS, 0.1, 42)
+    assert a == digest(PAIRS, 0.1, 42)
+    assert a[1] > 1000
+    assert a[0] != digest(PAIRS, 0.1, 43)[0]
+
+
+def test_pair_stream_independent_of_other_pairs():
+    alone = [t for b in generate(["ETH/EUR"], 0.05, 1) for t in b.trades]
+    mixed = [t for b in generate(["BTC/USD", "ETH/EUR"], 0.05, 1) for t in b.trades]
+    assert alone == [t for t in mixed if t.pair == "ETH/EUR"]
+
+
+def test_realistic_shape():
+    trades = [t for b in generate(["BTC/USD", "XRP/EUR"], 0.5, 3) for t in b.trades]
+    ts = [t.ts_ms for t in trades]
+    assert ts == sorted(ts)
+    btc = [t for t in trades if t.pair == "BTC/USD"]
+    prices = np.array([t.price for t in btc])
+    assert (
+        0.7 * pair_model("BTC/USD").price
+        < prices.min()
+        < prices.max()
+        < 1.3 * pair_model("BTC/USD").price
+    )
+    assert [t.trade_id for t in btc] == list(range(1, len(btc) + 1))
+    # Poisson arrivals: rate near the model's
+    expected = pair_model("BTC/USD").trades_per_s * 0.5 * 86400
+    assert abs(len(btc) - expected) < 5 * expected**0.5
+    # heavy-tailed sizes: the largest trade dwarfs the median
+    qty = np.array([t.qty for t in btc])
+    assert qty.max() > 20 * np.median(qty)
+    returns = np.diff(np.log(prices))
+    kurtosis = ((returns - returns.mean()) ** 4).mean() / returns.var() ** 2
+    assert kurtosis > 4  # fatter tails than a normal (3)
+    assert {t.side for t in btc} == {"buy", "sell"}
+
+
+def test_unknown_pairs_get_stable_levels():
+    assert pair_model("ABC/XYZ") == pair_model("ABC/XYZ")
+    assert pair_model("ABC/XYZ").price > 0

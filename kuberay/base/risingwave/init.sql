@@ -1,0 +1,116 @@
+-- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
+-- candles, technical_indicators and predictions ingest their Kafka topics directly; a repeated
+-- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
+-- prediction_outcomes is written by the serving app. Columns and keys follow the app's table
+-- contract (cryptopred.db.schema.TABLES); a unit test compares them.
+-- If the app created a table first (without a connector), drop it and re-run this Job.
+
+CREATE TABLE IF NOT EXISTS candles (
+    "pair" VARCHAR NOT NULL,
+    "candle_seconds" BIGINT NOT NULL,
+    "window_start_ms" BIGINT NOT NULL,
+    "window_end_ms" BIGINT NOT NULL,
+    "open" DOUBLE PRECISION NOT NULL,
+    "high" DOUBLE PRECISION NOT NULL,
+    "low" DOUBLE PRECISION NOT NULL,
+    "close" DOUBLE PRECISION NOT NULL,
+    "volume" DOUBLE PRECISION NOT NULL,
+    "vwap" DOUBLE PRECISION NOT NULL,
+    "n_trades" BIGINT NOT NULL,
+    "final" BOOLEAN NOT NULL,
+    PRIMARY KEY (pair, candle_seconds, window_start_ms)
+)
+WITH (
+    connector = 'kafka',
+    topic = 'candles',
+    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
+    scan.startup.mode = 'earliest'
+)
+FORMAT PLAIN ENCODE JSON;
+
+CREATE TABLE IF NOT EXISTS technical_indicators (
+    "pair" VARCHAR NOT NULL,
+    "candle_seconds" BIGINT NOT NULL,
+    "window_start_ms" BIGINT NOT NULL,
+    "window_end_ms" BIGINT NOT NULL,
+    "open" DOUBLE PRECISION NOT NULL,
+    "high" DOUBLE PRECISION NOT NULL,
+    "low" DOUBLE PRECISION NOT NULL,
+    "close" DOUBLE PRECISION NOT NULL,
+    "volume" DOUBLE PRECISION NOT NULL,
+    "vwap" DOUBLE PRECISION NOT NULL,
+    "n_trades" BIGINT NOT NULL,
+    "final" BOOLEAN NOT NULL,
+    "sma_7" DOUBLE PRECISION,
+    "sma_14" DOUBLE PRECISION,
+    "sma_21" DOUBLE PRECISION,
+    "sma_60" DOUBLE PRECISION,
+    "ema_7" DOUBLE PRECISION,
+    "ema_14" DOUBLE PRECISION,
+    "ema_21" DOUBLE PRECISION,
+    "ema_60" DOUBLE PRECISION,
+    "rsi_7" DOUBLE PRECISION,
+    "rsi_14" DOUBLE PRECISION,
+    "rsi_21" DOUBLE PRECISION,
+    "rsi_60" DOUBLE PRECISION,
+    "macd_7" DOUBLE PRECISION,
+    "macdsignal_7" DOUBLE PRECISION,
+    "macdhist_7" DOUBLE PRECISION,
+    "obv" DOUBLE PRECISION,
+    "atr_14" DOUBLE PRECISION,
+    "adx_14" DOUBLE PRECISION,
+    "bbands_upper_20" DOUBLE PRECISION,
+    "bbands_middle_20" DOUBLE PRECISION,
+    "bbands_lower_20" DOUBLE PRECISION,
+    "mfi_14" DOUBLE PRECISION,
+    PRIMARY KEY (pair, candle_seconds, window_start_ms)
+)
+WITH (
+    connector = 'kafka',
+    topic = 'technical_indicators',
+    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
+    scan.startup.mode = 'earliest'
+)
+FORMAT PLAIN ENCODE JSON;
+
+CREATE TABLE IF NOT EXISTS predictions (
+    "pair" VARCHAR NOT NULL,
+    "candle_seconds" BIGINT NOT NULL,
+    "horizon_seconds" BIGINT NOT NULL,
+    "window_end_ms" BIGINT NOT NULL,
+    "target_ts_ms" BIGINT NOT NULL,
+    "predicted_close" DOUBLE PRECISION NOT NULL,
+    "predicted_return" DOUBLE PRECISION NOT NULL,
+    "lower" DOUBLE PRECISION NOT NULL,
+    "upper" DOUBLE PRECISION NOT NULL,
+    "model_name" VARCHAR NOT NULL,
+    "model_version" VARCHAR NOT NULL,
+    "created_ms" BIGINT NOT NULL,
+    PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
+)
+WITH (
+    connector = 'kafka',
+    topic = 'predictions',
+    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
+    scan.startup.mode = 'earliest'
+)
+FORMAT PLAIN ENCODE JSON;
+
+CREATE TABLE IF NOT EXISTS prediction_outcomes (
+    "pair" VARCHAR NOT NULL,
+    "candle_seconds" BIGINT NOT NULL,
+    "horizon_seconds" BIGINT NOT NULL,
+    "window_end_ms" BIGINT NOT NULL,
+    "model_name" VARCHAR NOT NULL,
+    "model_version" VARCHAR NOT NULL,
+    "target_ts_ms" BIGINT NOT NULL,
+    "base_close" DOUBLE PRECISION NOT NULL,
+    "predicted_close" DOUBLE PRECISION NOT NULL,
+    "actual_close" DOUBLE PRECISION NOT NULL,
+    "abs_error" DOUBLE PRECISION NOT NULL,
+    "persistence_abs_error" DOUBLE PRECISION NOT NULL,
+    "direction_hit" BOOLEAN NOT NULL,
+    "interval_hit" BOOLEAN NOT NULL,
+    "created_ms" BIGINT NOT NULL,
+    PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
+);

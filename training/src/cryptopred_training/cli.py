@@ -1,0 +1,118 @@
+"""`cryptopred train --pair BTC/USD --candle-seconds 60 ...`, also `python -m ...job`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Train the price model on Ray, log it to MLflow and decide champion/challenger.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def parse_time_ms(value: str | None) -> int | None:
+    """Milliseconds since the epoch, or an ISO 8601 time (UTC when no zone is given)."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither milliseconds nor an ISO time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_horizons(value: str | None) -> tuple[int, ...] | None:
+    if value is None or value == "":
+        return None
+    try:
+        horizons = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: expected seconds like 60,300,900") from None
+    if not horizons or min(horizons) <= 0:
+        raise typer.BadParameter(f"{value!r}: horizons must be positive seconds")
+    return horizons
+
+
+@app.callback(invoke_without_command=True)
+def train(
+    pair: Annotated[str, typer.Option(help="pair to train on, e.g. BTC/USD")],
+    candle_seconds: Annotated[int, typer.Option(min=1, help="candle width in seconds")] = 60,
+    horizons: Annotated[
+        str | None, typer.Option(help="horizons in seconds, comma-separated (60,300,900)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="one GPU per worker")] = False,
+    trials: Annotated[int, typer.Option(min=1, help="Ray Tune trials (only 1 is supported)")] = 1,
+    since: Annotated[str | None, typer.Option(help="first candle start (ms or ISO time)")] = None,
+    until: Annotated[str | None, typer.Option(help="end, exclusive (ms or ISO time)")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="resume the last run of this model from its checkpoint")
+    ] = False,
+) -> None:
+    """Read final indicator rows, validate, fit with Ray Train, evaluate, log and register."""
+    from pydantic import ValidationError
+
+    from cryptopred.settings import describe_error
+    from cryptopred_training.dataset import DataValidationError
+    from cryptopred_training.runner import TrainRequest
+    from cryptopred_training.runner import train as run_job
+    from cryptopred_training.settings import TrainSettings
+    from cryptopred_training.steps import EpochReport
+
+    if trials != 1:
+        err_console.print(
+            "error: --trials > 1 (Ray Tune search) is not implemented yet", markup=False
+        )
+        raise typer.Exit(2)
+    try:
+        settings = TrainSettings()
+    except ValidationError as exc:
+        err_console.print(f"error: {describe_error(exc)}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    request = TrainRequest(
+        pair=pair,
+        candle_seconds=candle_seconds,
+        horizon_seconds=parse_horizons(horizons),
+        since_ms=parse_time_ms(since),
+        until_ms=parse_time_ms(until),
+        num_workers=workers or settings.train_workers,
+        use_gpu=gpu or settings.train_use_gpu,
+        resume=resume,
+    )
+
+    def on_epoch(report: EpochReport) -> None:
+        best = " [green]best[/]" if report.is_best else ""
+        console.print(
+            f"epoch {report.epoch:>3}  train loss {report.train_loss:.4f}  "
+            f"val loss {report.validation['loss']:.4f}  val mae {report.validation['mae']:.4f}  "
+            f"{report.samples_per_second:,.0f} samples/s  {report.seconds:.1f} s{best}"
+        )
+
+    try:
+        result = run_job(
+            settings, request, say=lambda line: console.print(line, markup=False), on_epoch=on_epoch
+        )
+    except DataValidationError as exc:
+        err_console.print(f"error: bad training data: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    decision = result.outcome.decision
+    colour = "green" if decision.promote else "yellow"
+    console.print(
+        f"{result.name} version {result.logged.version}: [{colour}]{decision.decision}[/] "
+        f"({decision.reason}); fit {result.fit_seconds:.0f} s, total {result.total_seconds:.0f} s"
+    )

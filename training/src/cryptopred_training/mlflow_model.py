@@ -1,0 +1,35 @@
+"""The MLflow pyfunc wrapper of PricePredictor (importable wherever the package is installed).
+
+Input: a DataFrame with the IndicatorRow columns, at least `window_steps` rows, any order.
+Output: PricePredictor.predict's DataFrame (OUTPUT_COLUMNS), one row per horizon.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
+
+from cryptopred_training.predictor import PricePredictor
+
+PREDICTOR_ARTIFACT = "predictor"
+
+
+class PricePredictorModel(PythonModel):  # type: ignore[misc]
+    """Loads the predictor state file logged as the `predictor` artifact."""
+
+    def __init__(self) -> None:
+        self.predictor: PricePredictor | None = None
+
+    def load_context(self, context: Any) -> None:
+        self.predictor = PricePredictor.load(Path(context.artifacts[PREDICTOR_ARTIFACT]))
+
+    # No annotations on purpose: MLflow reads predict's type hints as its input schema, and the
+    # schema here comes from the signature logged with the model.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        if self.predictor is None:
+            self.load_context(context)
+        assert self.predictor is not None
+        return self.predictor.predict(pd.DataFrame(model_input))

@@ -1,0 +1,1 @@
+"""Baselines and the causal transformer."""

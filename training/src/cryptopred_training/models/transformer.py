@@ -1,0 +1,105 @@
+"""A small decoder-only (LLM-style) transformer that forecasts every horizon's quantiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """Shape of the model; stored beside its weights to rebuild it."""
+
+    n_features: int
+    n_horizons: int
+    window_steps: int
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 64
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where step t attends to steps <= t only."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, steps, width = x.shape
+        q, k, v = self.qkv(x).split(width, dim=2)
+        shape = (batch, steps, self.n_heads, width // self.n_heads)
+        q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        return self.proj(y.transpose(1, 2).reshape(batch, steps, width))  # type: ignore[no-any-return]
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, spec: TransformerSpec) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(spec.d_model)
+        self.attn = CausalSelfAttention(spec.d_model, spec.n_heads, spec.dropout)
+        self.norm2 = nn.LayerNorm(spec.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(spec.d_model, spec.d_ff),
+            nn.GELU(),
+            nn.Linear(spec.d_ff, spec.d_model),
+            nn.Dropout(spec.dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))  # type: ignore[no-any-return]
+
+
+class CausalTransformer(nn.Module):
+    """Windows (batch, L, n_features) -> quantiles (batch, n_horizons, 3), low <= mid <= high.
+
+    The head reads the last step; it predicts the median and two softplus offsets, so the
+    quantiles never cross.
+    """
+
+    def __init__(self, spec: TransformerSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.embed = nn.Linear(spec.n_features, spec.d_model)
+        self.position = nn.Embedding(spec.window_steps, spec.d_model)
+        self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.n_layers))
+        self.norm = nn.LayerNorm(spec.d_model)
+        self.head = nn.Linear(spec.d_model, spec.n_horizons * 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[1]
+        if steps > self.spec.window_steps:
+            raise ValueError(f"window of {steps} steps exceeds {self.spec.window_steps}")
+        positions = torch.arange(self.spec.window_steps - steps, self.spec.window_steps)
+        h = self.embed(x) + self.position(positions.to(x.device))
+        for block in self.blocks:
+            h = block(h)
+        out = self.head(self.norm(h[:, -1])).unflatten(-1, (self.spec.n_horizons, 3))
+        median = out[..., 0]
+        lower = median - F.softplus(out[..., 1])
+        upper = median + F.softplus(out[..., 2])
+        return torch.stack([lower, median, upper], dim=-1)
+
+
+def build_transformer(spec: TransformerSpec, seed: int) -> CausalTransformer:
+    """A freshly initialised model; the same seed gives identical weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CausalTransformer(spec)

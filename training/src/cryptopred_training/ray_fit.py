@@ -1,0 +1,242 @@
+"""Ray Train: a TorchTrainer fit of the transformer with the `fit` signature of `pipeline`.
+
+`train_loop_per_worker` runs `train_step` over this worker's shard of the train windows and
+`eval_step` over all validation windows (so every worker takes the same early-stopping
+decision), reports every epoch, and rank 0 writes a checkpoint folder (weights, best weights,
+optimiser, normaliser, history) from which a restarted run with the same name resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from cryptopred_training.config import TrainConfig
+from cryptopred_training.features import Normalizer, WindowSource
+from cryptopred_training.models.transformer import CausalTransformer, TransformerSpec
+from cryptopred_training.steps import EpochReport, FitResult, evaluate, make_optimizer, train_step
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+NORMALIZER_FILE = "normalizer.json"
+HISTORY_FILE = "history.json"
+
+
+@dataclass(frozen=True)
+class RayFitOptions:
+    """How to run the TorchTrainer: workers, devices, storage and the run's name."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    storage_dir: Path = Path(".data/ray_results")
+    run_name: str = "cryptopred-train"
+
+
+def _report_from_dict(data: dict[str, Any]) -> EpochReport:
+    return EpochReport(**data)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """One Ray Train worker; returns (on rank 0) the best weights and the epoch history."""
+    import ray.train
+    import ray.train.torch
+
+    config = TrainConfig(**loop_config["config"])
+    train: WindowSource = loop_config["train"]
+    validation: WindowSource = loop_config["validation"]
+    torch.set_num_threads(int(loop_config["threads"]))
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(config.seed)
+    model = CausalTransformer(TransformerSpec(**loop_config["spec"]))
+    model.load_state_dict(loop_config["initial_state"])
+    optimizer = make_optimizer(model, config)
+    history: list[dict[str, Any]] = []
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    best_epoch, best_loss, first_epoch = -1, float("inf"), 0
+    resumed = ray.train.get_checkpoint()
+    if resumed is not None:
+        with resumed.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+            history = json.loads((Path(folder) / HISTORY_FILE).read_text())
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        best_state = state["best_model"]
+        best_epoch, best_loss = int(state["best_epoch"]), float(state["best_loss"])
+        first_epoch = int(state["epoch"]) + 1
+    model = ray.train.torch.prepare_model(model)  # type: ignore[assignment]
+    device = ray.train.torch.get_device()
+    shard = train.ends[rank::world]
+    for epoch in range(first_epoch, config.max_epochs):
+        if epoch - best_epoch > config.patience:
+            break  # a resumed run that had already stopped early
+        started = time.perf_counter()
+        total, n_total = 0.0, 0
+        own = WindowSource(train.features, train.scaled_targets, shard, train.window_steps)
+        for batch in own.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch):
+            moved = {k: v.to(device) for k, v in batch.items()}
+            loss = train_step(model, optimizer, moved, config.quantiles, config.grad_clip)
+            total += loss * len(batch["y"])
+            n_total += len(batch["y"])
+        metrics = evaluate(
+            model,
+            (
+                {k: v.to(device) for k, v in b.items()}
+                for b in validation.batches(4 * config.batch_size)
+            ),
+            config.quantiles,
+        )
+        seconds = time.perf_counter() - started
+        is_best = metrics["loss"] < best_loss
+        if is_best:
+            best_epoch, best_loss = epoch, metrics["loss"]
+            best_state = {
+                k: v.detach().cpu().clone() for k, v in _plain(model).state_dict().items()
+            }
+        report = EpochReport(
+            epoch=epoch,
+            train_loss=total / max(n_total, 1),
+            validation=metrics,
+            seconds=seconds,
+            samples_per_second=n_total * world / max(seconds, 1e-9),
+            is_best=is_best,
+        )
+        history.append(asdict(report))
+        flat = {
+            "epoch": epoch,
+            "train_loss": report.train_loss,
+            "val_loss": metrics["loss"],
+            "val_mae": metrics["mae"],
+            "val_coverage": metrics["coverage"],
+            "samples_per_second": report.samples_per_second,
+            "is_best": is_best,
+        }
+        if rank == 0:
+            print(_epoch_line(report), flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                _write_checkpoint(
+                    Path(folder),
+                    model,
+                    optimizer,
+                    best_state,
+                    epoch,
+                    best_epoch,
+                    best_loss,
+                    history,
+                    loop_config["normalizer"],
+                )
+                ray.train.report(flat, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(flat)
+        if epoch - best_epoch >= config.patience:
+            break
+    return {"best_state": best_state, "history": history, "best_epoch": best_epoch}
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else model
+
+
+def _write_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    best_state: dict[str, torch.Tensor],
+    epoch: int,
+    best_epoch: int,
+    best_loss: float,
+    history: list[dict[str, Any]],
+    normalizer: dict[str, Any],
+) -> None:
+    state = {
+        "model": {k: v.detach().cpu() for k, v in _plain(model).state_dict().items()},
+        "best_model": best_state,
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "best_epoch": best_epoch,
+        "best_loss": best_loss,
+    }
+    torch.save(state, folder / STATE_FILE)
+    (folder / NORMALIZER_FILE).write_text(json.dumps(normalizer))
+    (folder / HISTORY_FILE).write_text(json.dumps(history))
+
+
+def _epoch_line(report: EpochReport) -> str:
+    return (
+        f"epoch {report.epoch}: train loss {report.train_loss:.4f}, "
+        f"validation loss {report.validation['loss']:.4f}, mae {report.validation['mae']:.4f}, "
+        f"{report.samples_per_second:,.0f} samples/s{' *' if report.is_best else ''}"
+    )
+
+
+def ray_fitter(
+    options: RayFitOptions, normalizer: Normalizer | None = None
+) -> Callable[..., FitResult]:
+    """A `pipeline.Fitter` that trains with a TorchTrainer and leaves the best weights in place."""
+
+    def fit_with_ray(
+        model: CausalTransformer,
+        train: WindowSource,
+        validation: WindowSource,
+        config: TrainConfig,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> FitResult:
+        from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        started = time.perf_counter()
+        options.storage_dir.mkdir(parents=True, exist_ok=True)
+        loop_config = {
+            "config": asdict(config),
+            "spec": model.spec.to_dict(),
+            "initial_state": model.state_dict(),
+            "train": train,
+            "validation": validation,
+            "threads": options.cpus_per_worker,
+            "normalizer": normalizer.to_dict() if normalizer is not None else {},
+        }
+        trainer = TorchTrainer(
+            cast(Callable[[dict[str, Any]], None], train_loop_per_worker),
+            train_loop_config=loop_config,
+            scaling_config=ScalingConfig(
+                num_workers=options.num_workers,
+                use_gpu=options.use_gpu,
+                resources_per_worker={"CPU": options.cpus_per_worker},
+            ),
+            run_config=RunConfig(
+                name=options.run_name,
+                storage_path=str(options.storage_dir),
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        returned = getattr(result, "return_value", None)
+        if not isinstance(returned, dict):
+            raise RuntimeError("Ray Train finished without the rank-0 result")
+        model.load_state_dict(returned["best_state"])
+        fit_result = FitResult(seconds=time.perf_counter() - started)
+        for data in returned["history"]:
+            report = _report_from_dict(data)
+            fit_result.history.append(report)
+            if on_epoch is not None:
+                on_epoch(report)
+        fit_result.best_epoch = int(returned["best_epoch"])
+        if fit_result.history:
+            fit_result.best_validation_loss = min(r.validation["loss"] for r in fit_result.history)
+        log.info("Ray Train run %s stored under %s", options.run_name, result.path)
+        return fit_result
+
+    return fit_with_ray

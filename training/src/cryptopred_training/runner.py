@@ -1,0 +1,186 @@
+"""The training job: read and validate, connect Ray, fit with Ray Train, evaluate, log, decide."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptopred_training.config import TrainConfig
+from cryptopred_training.dataset import DataValidationError
+from cryptopred_training.features import chronological_split
+from cryptopred_training.pipeline import TrainingOutcome, fit_normalizer, prepare_data, run_training
+from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
+from cryptopred_training.settings import TrainSettings, model_name
+from cryptopred_training.source import read_indicator_frame
+from cryptopred_training.steps import EpochReport
+from cryptopred_training.tracking import LoggedModel, log_training
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    pair: str
+    candle_seconds: int
+    horizon_seconds: tuple[int, ...] | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    name: str
+    outcome: TrainingOutcome
+    logged: LoggedModel
+    fit_seconds: float
+    total_seconds: float
+
+
+def gcs_answers(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def choose_ray_address(
+    settings: TrainSettings, environ: dict[str, str], answers: Callable[[str], bool]
+) -> str | None:
+    """ "auto" inside a Ray job, the configured/embedded head if it answers, else None (local)."""
+    if environ.get("RAY_ADDRESS") or environ.get("RAY_JOB_ID"):
+        return "auto"
+    address = settings.ray_gcs_address
+    if address.startswith("ray://") or address == "auto":
+        return address
+    return address if answers(address) else None
+
+
+def connect_ray(settings: TrainSettings, say: Say) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = choose_ray_address(settings, dict(os.environ), gcs_answers)
+    if address is None:
+        say(f"no Ray cluster answers at {settings.ray_gcs_address}; starting a local Ray")
+        ray.init(address="local", include_dashboard=False, configure_logging=False)
+    else:
+        say(f"connecting to the Ray cluster at {address}")
+        ray.init(address=address, configure_logging=False)
+
+
+def cpus_per_worker(settings: TrainSettings, num_workers: int) -> int:
+    if settings.train_cpus_per_worker is not None:
+        return settings.train_cpus_per_worker
+    import ray
+
+    total = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    return max(1, total // num_workers)
+
+
+def run_name_for(settings: TrainSettings, name: str, resume: bool) -> str:
+    """A fresh `<name>-<time>` run, or the last one (recorded beside the runs) to resume."""
+    marker = settings.storage_dir / f"{name}.last_run"
+    if resume and marker.exists():
+        return marker.read_text().strip()
+    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_name)
+    return run_name
+
+
+def train(
+    settings: TrainSettings,
+    request: TrainRequest,
+    say: Say = print,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> TrainReport:
+    """The whole job; DataValidationError (before Ray starts) when the rows are unusable."""
+    started = time.perf_counter()
+    pair = request.pair.strip().upper().replace("-", "/")
+    config = settings.train_config(
+        candle_seconds=request.candle_seconds, horizon_seconds=request.horizon_seconds
+    )
+    name = model_name(pair, request.candle_seconds)
+    frame = read_indicator_frame(
+        settings.db_url,
+        pair,
+        request.candle_seconds,
+        since_ms=request.since_ms,
+        until_ms=request.until_ms,
+    )
+    if frame.empty:
+        raise DataValidationError("no rows", 0, f"final rows of {pair} {request.candle_seconds} s")
+    data = prepare_data(frame, config)
+    say(f"{name}: {len(frame):,} rows, {data.summary['n_windows']:,} windows validated")
+    split = chronological_split(
+        data.ends, config.train_fraction, config.validation_fraction, max(data.steps)
+    )
+    normalizer = fit_normalizer(data, split.train)
+    connect_ray(settings, say)
+    options = RayFitOptions(
+        num_workers=request.num_workers,
+        use_gpu=request.use_gpu,
+        cpus_per_worker=cpus_per_worker(settings, request.num_workers),
+        storage_dir=Path(settings.storage_dir),
+        run_name=run_name_for(settings, name, request.resume),
+    )
+    from cryptopred_training.champion import champion_test_mae
+
+    champion_mae = champion_test_mae(settings.mlflow_uri, name, frame, data, split.test, config)
+    if champion_mae is not None:
+        say(f"current champion's test MAE at {config.horizon_seconds[0]} s: {champion_mae:.6g}")
+    say(f"Ray Train: {options.num_workers} worker(s), run {options.run_name}")
+    fit_seconds: list[float] = []
+    fitter = ray_fitter(options, normalizer)
+
+    def timed_fitter(*args: Any) -> Any:
+        t0 = time.perf_counter()
+        result = fitter(*args)
+        fit_seconds.append(time.perf_counter() - t0)
+        return result
+
+    outcome = run_training(
+        frame, config, champion_test_mae=champion_mae, on_epoch=on_epoch, fitter=timed_fitter
+    )
+    logged = log_training(
+        tracking_uri=settings.mlflow_uri,
+        name=name,
+        pair=pair,
+        frame=frame,
+        data=data,
+        config=config,
+        outcome=outcome,
+        extra_params=_scaling_params(options, request),
+        champion_test_mae=champion_mae,
+    )
+    return TrainReport(name, outcome, logged, fit_seconds[0], time.perf_counter() - started)
+
+
+def _scaling_params(options: RayFitOptions, request: TrainRequest) -> dict[str, Any]:
+    return {
+        "num_workers": options.num_workers,
+        "use_gpu": options.use_gpu,
+        "cpus_per_worker": options.cpus_per_worker,
+        "ray_run_name": options.run_name,
+        "since_ms": request.since_ms,
+        "until_ms": request.until_ms,
+    }
+
+
+def describe(config: TrainConfig) -> str:
+    return (
+        f"window {config.window_steps} candles, horizons {list(config.horizon_seconds)} s, "
+        f"max {config.max_epochs} epochs"
+    )

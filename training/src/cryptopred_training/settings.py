@@ -1,0 +1,76 @@
+"""TrainSettings: the platform Settings plus the trainer's knobs (`CRYPTOPRED_TRAIN_*`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from pydantic import Field
+
+from cryptopred.settings import Settings
+from cryptopred_training.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+class TrainSettings(Settings):
+    """Env var = `CRYPTOPRED_` + field name in capitals, e.g. CRYPTOPRED_TRAIN_MAX_EPOCHS."""
+
+    train_max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1, description="epochs at most")
+    train_patience: int = Field(_DEFAULTS.patience, ge=1, description="early-stopping patience")
+    train_batch_size: int = Field(_DEFAULTS.batch_size, ge=1, description="samples per batch")
+    train_learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0, description="AdamW rate")
+    train_window_steps: int = Field(_DEFAULTS.window_steps, ge=2, description="candles per window")
+    train_d_model: int = Field(_DEFAULTS.d_model, ge=1, description="transformer width")
+    train_n_layers: int = Field(_DEFAULTS.n_layers, ge=1, description="transformer layers")
+    train_walk_forward_folds: int = Field(
+        _DEFAULTS.walk_forward_folds, ge=0, description="walk-forward folds (0: none)"
+    )
+    train_walk_forward_max_epochs: int = Field(
+        _DEFAULTS.walk_forward_max_epochs, ge=0, description="epochs per fold (0: max_epochs)"
+    )
+    train_promotion_margin: float = Field(
+        _DEFAULTS.promotion_margin, ge=0, lt=1, description="share persistence must be beaten by"
+    )
+    train_min_rows: int = Field(_DEFAULTS.min_rows, ge=1, description="fewest rows to train on")
+    train_seed: int = Field(_DEFAULTS.seed, description="random seed")
+    train_workers: int = Field(1, ge=1, description="Ray Train workers")
+    train_use_gpu: bool = Field(False, description="one GPU per Ray Train worker")
+    train_cpus_per_worker: int | None = Field(
+        None, ge=1, description="CPUs per worker (default: the cluster's CPUs / workers)"
+    )
+    train_storage_dir: Path | None = Field(
+        None, description="Ray Train storage (default: <data_dir>/ray_results)"
+    )
+
+    @property
+    def storage_dir(self) -> Path:
+        return (self.train_storage_dir or self.data_dir / "ray_results").resolve()
+
+    def train_config(
+        self, *, candle_seconds: int, horizon_seconds: tuple[int, ...] | None = None
+    ) -> TrainConfig:
+        """TrainConfig with this width, horizons and every CRYPTOPRED_TRAIN_* override."""
+        return replace(
+            _DEFAULTS,
+            candle_seconds=candle_seconds,
+            horizon_seconds=horizon_seconds or _DEFAULTS.horizon_seconds,
+            max_epochs=self.train_max_epochs,
+            patience=self.train_patience,
+            batch_size=self.train_batch_size,
+            learning_rate=self.train_learning_rate,
+            window_steps=self.train_window_steps,
+            d_model=self.train_d_model,
+            d_ff=2 * self.train_d_model,
+            n_layers=self.train_n_layers,
+            walk_forward_folds=self.train_walk_forward_folds,
+            walk_forward_max_epochs=self.train_walk_forward_max_epochs,
+            promotion_margin=self.train_promotion_margin,
+            min_rows=self.train_min_rows,
+            seed=self.train_seed,
+        )
+
+
+def model_name(pair: str, candle_seconds: int) -> str:
+    """`BTC/USD`, 60 -> `BTC-USD-60s`: the experiment and registered model name."""
+    return f"{pair.strip().upper().replace('/', '-')}-{candle_seconds}s"

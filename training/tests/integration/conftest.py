@@ -1,0 +1,37 @@
+"""Helpers for the training integration tests: rows into the DB and the CLI's environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cryptopred.db import connect, upsert
+from cryptopred.settings import Settings
+
+
+def write_rows(settings: Settings, frame: pd.DataFrame) -> None:
+    """Upsert IndicatorRow-shaped rows (NaN as NULL) into technical_indicators."""
+    plain = frame.astype(object).where(frame.notna(), None)
+    with connect(settings.db_url) as conn:
+        upsert(conn, "technical_indicators", plain.to_dict("records"), "postgres")
+
+
+@pytest.fixture
+def train_env(postgres: Settings, mlflow_server: Settings, tmp_path: Path) -> dict[str, str]:
+    """CRYPTOPRED_* variables for a small, quick run against the session's DB and MLflow."""
+    return {
+        "CRYPTOPRED_DATABASE_URL": postgres.db_url,
+        "CRYPTOPRED_MLFLOW_TRACKING_URI": mlflow_server.mlflow_uri,
+        "CRYPTOPRED_DATA_DIR": str(tmp_path),
+        "CRYPTOPRED_RAY_PORT": str(postgres.ray_port),
+        "CRYPTOPRED_TRAIN_WINDOW_STEPS": "24",
+        "CRYPTOPRED_TRAIN_BATCH_SIZE": "64",
+        "CRYPTOPRED_TRAIN_MAX_EPOCHS": "6",
+        "CRYPTOPRED_TRAIN_WALK_FORWARD_MAX_EPOCHS": "0",
+        "CRYPTOPRED_TRAIN_WALK_FORWARD_FOLDS": "2",
+        "CRYPTOPRED_TRAIN_PROMOTION_MARGIN": "0.02",
+        "CRYPTOPRED_TRAIN_SEED": "1",
+        "CRYPTOPRED_TRAIN_CPUS_PER_WORKER": "1",
+    }

@@ -1,0 +1,91 @@
+"""Ray-, MLflow- and DB-free parts of the training job: settings, query, addresses, CLI parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from cryptopred_training.cli import parse_horizons, parse_time_ms
+from cryptopred_training.runner import choose_ray_address, run_name_for
+from cryptopred_training.settings import TrainSettings, model_name
+from cryptopred_training.source import COLUMNS, indicator_query
+
+
+def test_env_overrides_reach_the_train_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTOPRED_TRAIN_MAX_EPOCHS", "9")
+    monkeypatch.setenv("CRYPTOPRED_TRAIN_PROMOTION_MARGIN", "0.05")
+    monkeypatch.setenv("CRYPTOPRED_TRAIN_WINDOW_STEPS", "30")
+    config = TrainSettings().train_config(candle_seconds=300, horizon_seconds=(300, 900))
+    assert config.max_epochs == 9 and config.promotion_margin == 0.05
+    assert config.window_steps == 30 and config.candle_seconds == 300
+    assert config.horizon_seconds == (300, 900)
+
+
+def test_defaults_match_train_config() -> None:
+    config = TrainSettings().train_config(candle_seconds=60)
+    assert config.max_epochs == 4 and config.walk_forward_folds == 2
+    assert config.horizon_seconds == (60, 300, 900)
+
+
+def test_bad_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTOPRED_TRAIN_PROMOTION_MARGIN", "1.5")
+    with pytest.raises(ValueError, match="train_promotion_margin"):
+        TrainSettings()
+
+
+def test_model_name() -> None:
+    assert model_name("BTC/USD", 60) == "BTC-USD-60s"
+    assert model_name("eth/eur", 300) == "ETH-EUR-300s"
+
+
+def test_query_reads_final_rows_of_one_pair_in_the_range() -> None:
+    query, params = indicator_query("BTC/USD", 60, 1_000, 2_000)
+    text = query.as_string(None)
+    assert 'FROM "technical_indicators"' in text and "AND final AND" in text
+    assert "window_start_ms >= %s" in text and "window_start_ms < %s" in text
+    assert text.endswith("ORDER BY window_start_ms")
+    assert params == ["BTC/USD", 60, 1_000, 2_000]
+    open_query, open_params = indicator_query("BTC/USD", 60, None, None)
+    assert "window_start_ms >=" not in open_query.as_string(None) and open_params == ["BTC/USD", 60]
+    assert {"final", "close", "rsi_14", "window_start_ms"} <= set(COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("environ", "answers", "expected"),
+    [
+        ({"RAY_ADDRESS": "10.0.0.1:6379"}, False, "auto"),
+        ({}, True, "127.0.0.1:6399"),
+        ({}, False, None),
+    ],
+)
+def test_ray_address_choice(environ: dict[str, str], answers: bool, expected: str | None) -> None:
+    settings = TrainSettings(ray_port=6399)
+    seen: list[str] = []
+
+    def probe(address: str) -> bool:
+        seen.append(address)
+        return answers
+
+    assert choose_ray_address(settings, environ, probe) == expected
+    assert seen == ([] if environ else ["127.0.0.1:6399"])
+
+
+def test_resume_reuses_the_last_run_name(tmp_path: Path) -> None:
+    settings = TrainSettings(data_dir=tmp_path)
+    first = run_name_for(settings, "BTC-USD-60s", resume=False)
+    assert first.startswith("BTC-USD-60s-")
+    assert run_name_for(settings, "BTC-USD-60s", resume=True) == first
+    assert run_name_for(settings, "ETH-USD-60s", resume=True).startswith("ETH-USD-60s-")
+
+
+def test_cli_parsers() -> None:
+    assert parse_time_ms("1700000000000") == 1_700_000_000_000
+    assert parse_time_ms("2023-11-14T22:13:20") == 1_700_000_000_000
+    assert parse_time_ms(None) is None
+    assert parse_horizons("60, 300,900") == (60, 300, 900)
+    with pytest.raises(typer.BadParameter):
+        parse_horizons("60,-5")
+    with pytest.raises(typer.BadParameter):
+        parse_time_ms("yesterday")

@@ -1,0 +1,65 @@
+"""The pyfunc wrapper and the champion scoring, without an MLflow server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from cryptopred_training.champion import predictor_test_mae
+from cryptopred_training.config import TrainConfig
+from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
+from cryptopred_training.pipeline import prepare_data, run_training
+from cryptopred_training.predictor import OUTPUT_COLUMNS
+from cryptopred_training.synthetic import synthetic_indicator_frame
+from cryptopred_training.tracking import evaluation_metrics, version_tags
+
+CONFIG = TrainConfig(
+    horizon_seconds=(60, 300),
+    window_steps=12,
+    batch_size=64,
+    max_epochs=1,
+    walk_forward_folds=0,
+    min_rows=100,
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    frame = synthetic_indicator_frame(1500, seed=4)
+    return frame, run_training(frame, CONFIG)
+
+
+def test_pyfunc_wrapper_predicts_like_the_predictor(trained, tmp_path: Path) -> None:
+    frame, outcome = trained
+    path = outcome.predictor.save(tmp_path / "predictor.pt")
+    model = PricePredictorModel()
+    model.load_context(SimpleNamespace(artifacts={PREDICTOR_ARTIFACT: str(path)}))
+    rows = frame.iloc[-20:].sample(frac=1.0, random_state=1)
+    out = model.predict(None, rows)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    expected = outcome.predictor.predict(frame.iloc[-20:])
+    assert out["predicted_close"].tolist() == pytest.approx(expected["predicted_close"].tolist())
+
+
+def test_champion_scoring_matches_the_pipeline_on_the_same_split(trained) -> None:
+    frame, outcome = trained
+    data = prepare_data(frame, CONFIG)
+    mae = predictor_test_mae(outcome.predictor, frame, data, outcome.split.test, 60)
+    assert mae == pytest.approx(outcome.test_metrics["transformer"]["mae_60s"], rel=1e-4)
+    assert predictor_test_mae(outcome.predictor, frame, data, outcome.split.test, 900) is None
+
+
+def test_version_tags_follow_the_contract(trained) -> None:
+    frame, outcome = trained
+    tags = version_tags(outcome, CONFIG, "BTC/USD")
+    assert tags["window_steps"] == "12" and tags["horizon_seconds"] == "60,300"
+    assert tags["candle_seconds"] == "60" and tags["pair"] == "BTC/USD"
+    assert tags["trained_from_ms"] == str(frame["window_start_ms"].iloc[0])
+    assert tags["trained_to_ms"] == str(frame["window_end_ms"].iloc[-1])
+    assert tags["decision"] in ("champion", "challenger") and tags["reason"]
+    assert float(tags["test_mae_300s"]) == outcome.test_metrics["transformer"]["mae_300s"]
+    metrics = evaluation_metrics(outcome)
+    assert metrics["test_persistence_mae_60s"] == outcome.test_metrics["persistence"]["mae_60s"]
+    assert not any(k.startswith("wf_") for k in metrics)

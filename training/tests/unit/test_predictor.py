@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from cryptopred_training.features import FEATURE_COLUMNS, Normalizer
+from cryptopred_training.models.transformer import TransformerSpec, build_transformer
+from cryptopred_training.predictor import OUTPUT_COLUMNS, PricePredictor
+from cryptopred_training.synthetic import synthetic_indicator_frame
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    spec = TransformerSpec(
+        n_features=len(FEATURE_COLUMNS), n_horizons=3, window_steps=20, d_model=16, n_heads=2
+    )
+    n = len(FEATURE_COLUMNS)
+    normalizer = Normalizer(mean=[0.0] * n, std=[1.0] * n, target_scale=[0.001, 0.002, 0.004])
+    return PricePredictor(
+        spec=spec,
+        state_dict=build_transformer(spec, seed=0).state_dict(),
+        normalizer=normalizer,
+        horizon_seconds=[60, 300, 900],
+        candle_seconds=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return synthetic_indicator_frame(200, seed=4)
+
+
+def test_too_few_rows_names_the_required_length(predictor, frame):
+    with pytest.raises(ValueError, match="need at least 20 indicator rows"):
+        predictor.predict(frame.tail(19))
+
+
+def test_predicts_every_horizon_in_price_space(predictor, frame):
+    out = predictor.predict(frame.tail(20))
+    assert tuple(out.columns) == OUTPUT_COLUMNS
+    assert out["horizon_seconds"].tolist() == [60, 300, 900]
+    close = frame["close"].iloc[-1]
+    np.testing.assert_allclose(out["predicted_close"], close * np.exp(out["predicted_return"]))
+    assert (out["lower"] <= out["predicted_close"]).all()
+    assert (out["predicted_close"] <= out["upper"]).all()
+    end_ms = frame["window_end_ms"].iloc[-1]
+    assert (out["target_ts_ms"] - end_ms).tolist() == [60_000, 300_000, 900_000]
+    # only the last window counts, in any row order
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(predictor.predict(shuffled)["upper"], out["upper"])
+
+
+def test_save_and_load_round_trip(predictor, frame, tmp_path):
+    path = predictor.save(tmp_path / "model.pt")
+    loaded = PricePredictor.load(path)
+    assert loaded.window_steps == 20 and loaded.feature_columns == FEATURE_COLUMNS
+    assert loaded.normalizer == predictor.normalizer
+    np.testing.assert_array_equal(
+        loaded.predict(frame)["predicted_return"], predictor.predict(frame)["predicted_return"]
+    )
