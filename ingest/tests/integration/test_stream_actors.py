@@ -57,11 +57,15 @@ def actor_settings(postgres, tmp_path, ray_session):
         part.stop()
 
 
-def consumed(settings, stage):
+def stats(settings, stage):
     for row in pipeline_status(settings):
         if row["actor"] == actor_name(stage, 0) and "consumed" in row:
-            return row["consumed"]
-    return 0
+            return row
+    return {"consumed": 0, "pid": None}
+
+
+def consumed(settings, stage):
+    return stats(settings, stage)["consumed"]
 
 
 def test_killed_stage_actors_restart_and_tables_match_an_uninterrupted_run(
@@ -84,8 +88,14 @@ def test_killed_stage_actors_restart_and_tables_match_an_uninterrupted_run(
     ray = ray_session
     for stage in ("candles", "indicators"):
         wait_for(lambda stage=stage: consumed(s, stage) > 500, timeout_s=120, interval_s=0.2)
+        before = stats(s, stage)["pid"]
         handle = ray.get_actor(actor_name(stage, 0), namespace=s.ray_namespace)
         ray.kill(handle, no_restart=False)  # Ray restarts it; it resumes from the DB/offsets
+        wait_for(
+            lambda stage=stage, before=before: stats(s, stage)["pid"] not in (None, before),
+            timeout_s=120,
+            interval_s=0.5,
+        )
 
     conn = connect(s.db_url, autocommit=True)
 

@@ -8,6 +8,7 @@ imported only when actors are started or looked up, never at import time.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class StageWorker:
             replica=self.replica,
             error=self.error,
             running=not self.done.is_set(),
+            pid=os.getpid(),
         )
         return out
 
