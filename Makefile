@@ -6,7 +6,7 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync demo up down status test test-unit test-integration lint fmt typecheck check clean
+.PHONY: help uv system-deps sync demo up down status test test-unit test-integration lint fmt typecheck check clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,6 +18,15 @@ $(UV):
 	@test -x "$(UV)" || ln -sf "$$(python3 -c 'import uv; print(uv.find_uv_bin())')" "$(UV)"
 
 uv: $(UV) ## Install uv when it is missing
+
+system-deps: ## Debian packages the tests use (chromium, chromium-driver), when missing
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (Debian) for the chart-page test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: chromium is missing and cannot be installed here; the chart-page test will skip"; fi
 
 sync: $(UV) ## Install the workspace (all members, dev tools) from uv.lock
 	$(UV) sync --all-packages --frozen
@@ -34,13 +43,13 @@ down: ## Stop the embedded stack (data under .data/ is kept)
 status: ## Show each part of the stack, its address and health
 	$(RUN) cryptopred status
 
-test: sync ## Run every test: unit and integration (real tansu, PostgreSQL, MLflow, Ray)
+test: sync system-deps ## Run every test: unit and integration (real tansu, PostgreSQL, MLflow, Ray)
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: sync ## Run the integration tests only
+test-integration: sync system-deps ## Run the integration tests only
 	$(RUN) pytest -m integration $(PYTEST_ARGS)
 
 lint: sync ## ruff check and format check

@@ -96,6 +96,7 @@ def run_stage(stage: str, settings_json: str, stop: Any) -> None:
         group_id(settings, stage),
         writer=DbWriter(settings.db_url, settings.db_dialect),
         batch_size=settings.stream_batch_size,
+        tick_interval_ms=settings.tick_interval_ms,
     )
     event = threading.Event()
     threading.Thread(target=lambda: (stop.wait(), event.set()), daemon=True).start()

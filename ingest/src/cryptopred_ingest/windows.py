@@ -9,7 +9,8 @@ Rules, per pair and width:
 - Empty windows between trades close as flat candles at the previous close.
 - open = earliest trade by (ts_ms, trade_id), close = latest; volume and vwap use exact
   (`math.fsum`) sums, so final candles do not depend on arrival order within the grace.
-- Open candles (`final=False`) are emitted at most once per `open_emit_interval_ms` of event time
+- Open candles (`final=False`) are emitted by `tick` only (the runner ticks when caught up, so a
+  replay of history emits finals only), at most once per `open_emit_interval_ms` of wall time
   per (pair, width); each window's final candle exactly once (`final=True`).
 
 Offsets: pass each trade's Kafka (partition, offset). `checkpoint()` gives, per partition, the
@@ -27,8 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptopred.records import Candle, Trade
+from cryptopred.records import Candle, Trade, TradeWire
 from cryptopred_ingest.windows_state import NEVER, Lane, PairState, Window
+
+TradeLike = Trade | TradeWire
 
 DEFAULT_GRACE_MS = 5_000
 DEFAULT_OPEN_EMIT_INTERVAL_MS = 1_000
@@ -38,7 +41,7 @@ DEFAULT_OPEN_EMIT_INTERVAL_MS = 1_000
 class Rejected:
     """A trade some width could not use; `candle_seconds` lists the widths that rejected it."""
 
-    trade: Trade
+    trade: TradeLike
     reason: str
     candle_seconds: tuple[int, ...]
     partition: int
@@ -86,7 +89,7 @@ class CandleBuilder:
         self.n_replayed = 0
 
     # -- per trade -------------------------------------------------------------------------
-    def add(self, trade: Trade, partition: int = 0, offset: int | None = None) -> None:
+    def add(self, trade: TradeLike, partition: int = 0, offset: int | None = None) -> None:
         """Take one trade; `offset` is its Kafka offset in `partition` (needed for checkpoints)."""
         ps = self._pairs.get(trade.pair)
         if ps is None:
@@ -127,9 +130,6 @@ class CandleBuilder:
                 w.pvs.append(pv)
                 w.n += 1
                 w.dirty = True
-            if ts >= lane.last_emit_ms + self.open_emit_interval_ms:
-                lane.last_emit_ms = ts
-                self._emit_open(ps, lane, w)
         if late is not None:
             self._reject(trade, ps, tuple(late), partition, offset)
         if ts > ps.max_ts_ms:
@@ -153,7 +153,12 @@ class CandleBuilder:
         return start >= nxt
 
     def _reject(
-        self, trade: Trade, ps: PairState, widths: tuple[int, ...], partition: int, off: int | None
+        self,
+        trade: TradeLike,
+        ps: PairState,
+        widths: tuple[int, ...],
+        partition: int,
+        off: int | None,
     ) -> None:
         if off is not None and ps.replay_until is not None and off <= ps.replay_until:
             self.n_replayed += 1  # seen before the restart: finalized or reported then
@@ -243,6 +248,14 @@ class CandleBuilder:
             )
         )
 
+    def observe_clock(self, now_ms: int) -> None:
+        """Record the wall time of the trades about to be added, without closing anything.
+
+        Idle closing (`tick`) measures how long a pair has been quiet from this time, so call
+        it before each batch even while catching up, when `tick` is not called.
+        """
+        self._now_ms = now_ms
+
     def tick(self, now_ms: int) -> None:
         """Advance wall-clock time: close windows of idle pairs, flush rate-limited open updates.
 
@@ -259,11 +272,11 @@ class CandleBuilder:
                 if wm >= ps.due_ms:
                     self._close(ps)
             for lane in ps.lanes:
-                if est_ms < lane.last_emit_ms + self.open_emit_interval_ms:
+                if now_ms < lane.last_emit_ms + self.open_emit_interval_ms:
                     continue
                 dirty = [w for w in lane.windows.values() if w.dirty]
                 if dirty:
-                    lane.last_emit_ms = est_ms
+                    lane.last_emit_ms = now_ms
                     for w in sorted(dirty, key=lambda x: x.start_ms):
                         self._emit_open(ps, lane, w)
 

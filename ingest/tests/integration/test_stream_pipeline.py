@@ -196,7 +196,7 @@ def test_candles_and_indicators_equal_pandas_and_batch_talib(private_broker):
         dead = [decode(m.value(), DeadLetter) for m in read_all(s, topics.DLQ)]
         assert [d.raw for d in dead if d.reason == "late"] == [encode(late).decode()]
         poison = [d for d in dead if d.stage == "candles" and d.reason != "late"]
-        assert len(poison) == 1 and "missing required field" in poison[0].reason
+        assert len(poison) == 1 and "price" in poison[0].reason
     finally:
         conn.close()
         for r in stages.values():

@@ -244,10 +244,13 @@ def test_flat_candles_fill_gaps_between_trades() -> None:
     assert got[1].vwap == 4.0 and got[1].volume == 0.0
 
 
-def test_open_candles_are_rate_limited_and_not_final() -> None:
+def test_open_candles_come_from_tick_rate_limited_by_wall_time_and_not_final() -> None:
     builder = CandleBuilder([60], grace_ms=GRACE_MS, open_emit_interval_ms=1_000)
     start = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
-    for i in range(26):  # one trade per 100 ms for 2.5 s
+    wall = 1_800_000_000_000
+    seen = []
+    for i in range(26):  # one trade per 100 ms (event and wall time) for 2.5 s
+        builder.observe_clock(wall + 100 * i)
         builder.add(
             Trade(
                 pair="XRP/USD",
@@ -259,10 +262,12 @@ def test_open_candles_are_rate_limited_and_not_final() -> None:
                 source="t",
             )
         )
-    opens = builder.drain().candles
-    assert [c.n_trades for c in opens] == [1, 11, 21]
-    assert all(not c.final and c.window_start_ms == start for c in opens)
-    assert opens[-1].close == 21.0 and opens[-1].high == 21.0 and opens[-1].open == 1.0
+        assert builder.drain().candles == []  # adding never emits an open candle
+        builder.tick(wall + 100 * i)
+        seen += builder.drain().candles
+    assert [c.n_trades for c in seen] == [1, 11, 21]
+    assert all(not c.final and c.window_start_ms == start for c in seen)
+    assert seen[-1].close == 21.0 and seen[-1].high == 21.0 and seen[-1].open == 1.0
 
 
 @pytest.mark.parametrize("cut", [1, 777, 2500, 4999])
@@ -409,7 +414,7 @@ def test_safe_offsets_and_release() -> None:
 def test_tick_flushes_a_rate_limited_open_update_of_a_quiet_pair() -> None:
     start = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
     builder = CandleBuilder([60], grace_ms=GRACE_MS, open_emit_interval_ms=1_000)
-    builder.tick(start)
+    builder.observe_clock(start)
     for i in range(3):
         trade = Trade(
             pair="XRP/USD",
@@ -421,8 +426,10 @@ def test_tick_flushes_a_rate_limited_open_update_of_a_quiet_pair() -> None:
             source="t",
         )
         builder.add(trade)
-    assert [c.n_trades for c in builder.drain().candles] == [1]
-    builder.tick(start + 700)  # event time estimated at start + 900: still rate-limited
+        if i == 0:
+            builder.tick(start)
+            assert [c.n_trades for c in builder.drain().candles] == [1]
+    builder.tick(start + 700)  # wall time: still rate-limited
     assert builder.drain().candles == []
     builder.tick(start + 1_300)
     assert [(c.n_trades, c.final) for c in builder.drain().candles] == [(3, False)]

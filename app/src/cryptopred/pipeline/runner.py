@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from cryptopred import topics
 from cryptopred.kafka import make_consumer, make_producer
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
+from cryptopred.pipeline.stage import Emit, Stage
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.records import encode
 from cryptopred.settings import Settings
@@ -115,28 +115,17 @@ class StageRunner:
         messages = self.consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
         clock_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         out = Emit()
-        count = 0
+        good = []
         for msg in messages:
             error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s consume error: %s", self.stage.name, error)
-                continue
-            ts_type, ts_ms = msg.timestamp()
-            self.stage.handle(
-                Inbound(
-                    topic=str(msg.topic()),
-                    partition=int(msg.partition() or 0),
-                    offset=int(msg.offset() or 0),
-                    key=msg.key(),
-                    value=msg.value() or b"",
-                    timestamp_ms=int(ts_ms) if ts_type else clock_ms,
-                ),
-                clock_ms,
-                out,
-            )
-            count += 1
-        if clock_ms - self._last_tick_ms >= self.tick_interval_ms:
+            if error is None:
+                good.append(msg)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s consume error: %s", self.stage.name, error)
+        count = self.stage.handle_batch(good, clock_ms, out) if good else 0
+        # tick (wall-clock work such as closing idle windows) only when caught up: a full
+        # batch means a backlog, in which quiet inputs are not idle, just not read yet
+        if count < self.batch_size and clock_ms - self._last_tick_ms >= self.tick_interval_ms:
             self.stage.tick(clock_ms, out)
             self._last_tick_ms = clock_ms
         self.stage.end_batch(clock_ms, out)

@@ -10,11 +10,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import msgspec
+from confluent_kafka import Message
 
 from cryptopred.records import DeadLetter, encode
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Inbound:
     """One consumed message."""
 
@@ -58,8 +59,29 @@ class Stage(ABC):
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         """Consume one message; emit into `out`. Poison goes to `out.dead_letter`."""
 
+    def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:
+        """Consume a batch of Kafka messages (errors already removed); returns how many.
+
+        The default wraps each in an Inbound and calls `handle`; a hot stage may override it.
+        """
+        for msg in messages:
+            ts_type, ts_ms = msg.timestamp()
+            self.handle(
+                Inbound(
+                    topic=str(msg.topic()),
+                    partition=int(msg.partition() or 0),
+                    offset=int(msg.offset() or 0),
+                    key=msg.key(),
+                    value=msg.value() or b"",
+                    timestamp_ms=int(ts_ms) if ts_type else now_ms,
+                ),
+                now_ms,
+                out,
+            )
+        return len(messages)
+
     def tick(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
-        """Called regularly with wall time, also when no message arrived."""
+        """Called regularly with wall time when the input is caught up (also with no message)."""
 
     def end_batch(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
         """Called once per cycle after the messages and the tick, before shipping."""

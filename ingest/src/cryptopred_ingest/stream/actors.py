@@ -47,6 +47,7 @@ class StageWorker:
             group_id(self.settings, stage),
             writer=writer,
             batch_size=self.settings.stream_batch_size,
+            tick_interval_ms=self.settings.tick_interval_ms,
         )
         self.error: str | None = None
         self.done = threading.Event()

@@ -15,7 +15,10 @@ class StreamSettings(Settings):
     sink_replicas: int = Field(1, ge=1, description="DB sink actors in the group")
     grace_ms: int = Field(5000, ge=0, description="how late (event time) a trade may arrive")
     open_emit_interval_ms: int = Field(
-        1000, ge=0, description="at most one open-candle update per pair and width this often"
+        250, ge=0, description="at most one open-candle update per pair and width this often"
+    )
+    tick_interval_ms: int = Field(
+        100, ge=10, description="how often caught-up stages do wall-clock work (idle closes)"
     )
     stream_batch_size: int = Field(5000, ge=1, description="messages per consume cycle")
     indicator_history: int = Field(
