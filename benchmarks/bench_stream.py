@@ -131,12 +131,16 @@ def expected_finals(trades: list[Trade]) -> int:
 
 
 def bench_pipeline(settings: StreamSettings, trades: list[Trade]) -> float:
+    """Stages up and joined first; then the trades are produced and the clock runs until the
+    last final 60 s row is in the DB (production overlaps processing, as it would live)."""
     want = expected_finals(trades)
     conn = connect(settings.db_url, autocommit=True)
     conn.execute("DELETE FROM technical_indicators")
     procs, stop = start_stages(settings)
-    start = time.perf_counter()
     try:
+        time.sleep(15)  # processes import and join their consumer groups
+        start = time.perf_counter()
+        produce(settings, [*trades, *closing_trades(trades)])
         while True:
             got = fetch_all(
                 conn,
@@ -147,7 +151,7 @@ def bench_pipeline(settings: StreamSettings, trades: list[Trade]) -> float:
                 return len(trades) / (time.perf_counter() - start)
             if time.perf_counter() - start > 900:
                 raise TimeoutError(f"only {got} of {want} final rows after 900 s")
-            time.sleep(0.2)
+            time.sleep(0.1)
     finally:
         stop_stages(procs, stop)
         conn.close()
@@ -209,6 +213,13 @@ def bench_live(settings: StreamSettings, seconds: float, rate: float) -> list[fl
         conn.close()
 
 
+def fresh_broker(broker: Broker, settings: StreamSettings) -> None:
+    """The broker keeps topics in memory: restarting it gives empty topics."""
+    broker.stop()
+    broker.start()
+    ensure_topics(settings, topics.ALL_TOPICS, partitions=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trades", type=int, default=1_000_000)
@@ -239,11 +250,10 @@ def main() -> None:
             settings.model_copy(update={"group_prefix": "b1"}), len(trades)
         )
         print(f"candle stage (1 runner):             {candle_rate:>10,.0f} trades/s")
+        fresh_broker(broker, settings)
         pipe_rate = bench_pipeline(settings.model_copy(update={"group_prefix": "b2"}), trades)
         print(f"trades -> final rows in the DB:      {pipe_rate:>10,.0f} trades/s")
-        broker.stop()  # in-memory broker: a fresh one has empty topics for the live run
-        broker.start()
-        ensure_topics(settings, topics.ALL_TOPICS, partitions=2)
+        fresh_broker(broker, settings)
         live = bench_live(
             settings.model_copy(update={"group_prefix": "b3", "open_emit_interval_ms": 0}),
             args.live_seconds,

@@ -41,6 +41,9 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         # bigger fetches: a stage catching up reads at memory speed, not one round trip per MB
         "max.partition.fetch.bytes": 8 * 1024 * 1024,
         "queued.min.messages": 200_000,
+        # tansu answers an empty fetch only when fetch.wait.max.ms runs out (librdkafka's
+        # default 500 ms would be the latency of every live record), so keep it short
+        "fetch.wait.max.ms": 20,
     }
     config.update(overrides)
     return config

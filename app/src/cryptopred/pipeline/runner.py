@@ -68,7 +68,7 @@ class StageRunner:
         *,
         writer: DbWriter | None = None,
         batch_size: int = 5000,
-        poll_timeout_s: float = 0.1,
+        poll_timeout_s: float = 0.02,
         tick_interval_ms: int = 200,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:

@@ -18,7 +18,7 @@ class StreamSettings(Settings):
         250, ge=0, description="at most one open-candle update per pair and width this often"
     )
     tick_interval_ms: int = Field(
-        100, ge=10, description="how often caught-up stages do wall-clock work (idle closes)"
+        50, ge=10, description="how often caught-up stages do wall-clock work (idle closes)"
     )
     stream_batch_size: int = Field(5000, ge=1, description="messages per consume cycle")
     indicator_history: int = Field(
