@@ -1,0 +1,254 @@
+"""The Ray Serve application: ingress `PredictionAPI`, `ModelServer`, `PredictionPublisher`.
+
+(No `from __future__ import annotations` here: FastAPI must resolve the route types at runtime.)
+
+`build_app(args)` composes them with `bind()`; it is the import path of the serve YAML
+(`cryptopred_serving.app:build_app`) and of the RayService. Knobs reach running replicas
+through `user_config` (`reconfigure`).
+"""
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from ray import serve
+from ray.serve.handle import DeploymentHandle as _Handle
+
+from cryptopred.pipeline.runner import StageRunner
+from cryptopred.pipeline.writer import DbWriter
+from cryptopred_serving.backend import Backend, ClientError
+from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.pairs import pair_to_url
+from cryptopred_serving.publisher import PublisherStage
+from cryptopred_serving.schemas import (
+    LiveMetric,
+    ModelOut,
+    PredictionOut,
+    PredictRequest,
+    PredictResponse,
+)
+from cryptopred_serving.settings import ServeSettings
+from cryptopred_serving.ui import chart_page, plotly_js
+
+Handle = _Handle[Any]
+
+api = FastAPI(
+    title="cryptopred",
+    description="Real-time crypto price forecasts: latest predictions, on-demand predictions, "
+    "live accuracy and a chart page.",
+    version="0.1.0",
+)
+
+
+@api.exception_handler(ClientError)
+async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content=exc.body())
+
+
+def _call_model(handle: Handle, champion: Champion, rows: list[dict[str, Any]]) -> Any:
+    """Blocking model call from a worker thread (never from the event loop)."""
+    response = handle.options(multiplexed_model_id=champion.model_id).predict.remote(rows)
+    return response.result(timeout_s=60)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+class ModelServer:
+    """Loads registered model versions from MLflow, several per replica (multiplexed by
+    `<name>/<version>`), and predicts off the event loop."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+
+    @serve.multiplexed(max_num_models_per_replica=16)  # type: ignore[untyped-decorator]
+    async def get_model(self, model_id: str) -> Any:
+        import mlflow
+
+        name, version = model_id.rsplit("/", 1)
+        return await asyncio.to_thread(mlflow.pyfunc.load_model, f"models:/{name}/{version}")
+
+    async def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import pandas as pd
+
+        model = await self.get_model(serve.get_multiplexed_model_id())
+        frame = pd.DataFrame(rows)
+        result = await asyncio.to_thread(model.predict, frame)
+        records: list[dict[str, Any]] = result.to_dict("records")
+        return records
+
+    async def warm(self) -> bool:
+        await self.get_model(serve.get_multiplexed_model_id())
+        return True
+
+
+def _watcher(settings: ServeSettings, models: Handle) -> ChampionWatcher:
+    def warm(champion: Champion) -> None:  # load the new version before traffic switches
+        models.options(multiplexed_model_id=champion.model_id).warm.remote().result(timeout_s=120)
+
+    return ChampionWatcher(
+        settings.mlflow_uri, settings.pairs, settings.candle_seconds, settings.model_poll_s, warm
+    )
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, health_check_period_s=5)
+class PredictionPublisher:
+    """Consumes final indicator rows in a thread, predicts, publishes to Kafka and the DB."""
+
+    def __init__(self, models: Handle, settings_json: str) -> None:
+        self.settings = ServeSettings.model_validate_json(settings_json)
+        self.watcher = _watcher(self.settings, models)
+        self.stop = threading.Event()
+        stage = PublisherStage(
+            self.settings.db_url,
+            {(p, c) for p in self.settings.pairs for c in self.settings.candle_seconds},
+            self.watcher.get,
+            lambda champion, rows: _call_model(models, champion, rows),
+        )
+        self.runner = StageRunner(
+            self.settings,
+            stage,
+            self.settings.publisher_group,
+            writer=DbWriter(self.settings.db_url, self.settings.db_dialect, stop=self.stop),
+            batch_size=500,
+        )
+        self.stuck_after_s = 120.0
+        self._beat = time.monotonic()
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.runner.step()
+                self._beat = time.monotonic()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.runner.close()
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        if "model_poll_s" in user_config:
+            self.watcher.poll_s = float(user_config["model_poll_s"])
+        if "stuck_after_s" in user_config:
+            self.stuck_after_s = float(user_config["stuck_after_s"])
+
+    def check_health(self) -> None:
+        """Fails (so Serve replaces the replica) when the consume loop died or is stuck."""
+        if self.error is not None or not self.thread.is_alive():
+            raise RuntimeError(f"publisher loop ended: {self.error}")
+        if time.monotonic() - self._beat > self.stuck_after_s:
+            raise RuntimeError(f"publisher loop stuck for more than {self.stuck_after_s:.0f} s")
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.runner.stats.as_dict(), "error": self.error}
+
+    def __del__(self) -> None:
+        self.stop.set()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+@serve.ingress(api)
+class PredictionAPI:
+    """The HTTP API; blocking DB and model calls run in FastAPI's threadpool."""
+
+    def __init__(self, models: Handle, publisher: Handle | None, settings_json: str) -> None:
+        self.settings = ServeSettings.model_validate_json(settings_json)
+        self.publisher = publisher
+        self.watcher = _watcher(self.settings, models)
+        self.backend = Backend(
+            self.settings,
+            self.watcher.get,
+            lambda champion, rows: _call_model(models, champion, rows),
+        )
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        if "model_poll_s" in user_config:
+            self.watcher.poll_s = float(user_config["model_poll_s"])
+        if "latest_cache_ms" in user_config:
+            self.backend.latest_cache_ms = int(user_config["latest_cache_ms"])
+
+    @api.get("/healthz")
+    def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "pairs": [pair_to_url(p) for p in self.settings.pairs]}
+
+    @api.get("/v1/models", response_model=list[ModelOut])
+    def models(self) -> list[dict[str, Any]]:
+        return self.backend.models()
+
+    # `{pair:path}` also takes an encoded `BTC%2FUSD` (decoded to `BTC/USD` before routing);
+    # so the history route comes before the latest one, which would otherwise swallow it
+    @api.get("/v1/predictions/{pair:path}/history", response_model=list[PredictionOut])
+    def history(
+        self,
+        pair: str,
+        candle_seconds: int | None = Query(None, ge=1, le=86_400),
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> list[dict[str, Any]]:
+        p = self.backend.pair(pair)
+        return self.backend.history(p, self.backend.candle_seconds(candle_seconds), limit)
+
+    @api.get("/v1/predictions/{pair:path}", response_model=PredictionOut)
+    def latest(
+        self,
+        pair: str,
+        candle_seconds: int | None = Query(None, ge=1, le=86_400),
+        horizon_seconds: int | None = Query(None, ge=1, le=7 * 86_400),
+    ) -> dict[str, Any]:
+        p = self.backend.pair(pair)
+        return self.backend.latest(p, self.backend.candle_seconds(candle_seconds), horizon_seconds)
+
+    @api.post("/v1/predict", response_model=PredictResponse)
+    def predict(self, body: PredictRequest) -> dict[str, Any]:
+        p = self.backend.pair(body.pair, loc=("body", "pair"))
+        rows = [r.model_dump() for r in body.rows] if body.rows is not None else None
+        return self.backend.predict(p, self.backend.candle_seconds(body.candle_seconds), rows)
+
+    @api.get("/v1/metrics/live", response_model=list[LiveMetric])
+    def live(
+        self,
+        pair: str = Query(..., min_length=3, max_length=21),
+        window: str = Query("1h", max_length=8),
+    ) -> list[dict[str, Any]]:
+        return self.backend.live(self.backend.pair(pair, loc=("query", "pair")), window)
+
+    @api.get("/v1/chart/{pair:path}")
+    def chart(
+        self,
+        pair: str,
+        candle_seconds: int | None = Query(None, ge=1, le=86_400),
+        limit: int = Query(240, ge=1, le=5000),
+    ) -> dict[str, Any]:
+        p = self.backend.pair(pair)
+        return self.backend.chart(p, self.backend.candle_seconds(candle_seconds), limit)
+
+    @api.get("/ui/plotly.min.js")
+    def plotly(self) -> Response:
+        return Response(plotly_js(), media_type="application/javascript")
+
+    @api.get("/ui/{pair:path}", response_class=HTMLResponse)
+    def ui(self, pair: str, candle_seconds: int | None = Query(None, ge=1, le=86_400)) -> str:
+        p = self.backend.pair(pair)
+        return chart_page(pair_to_url(p), self.backend.candle_seconds(candle_seconds))
+
+
+def build_app(args: dict[str, Any] | None = None) -> Any:
+    """The application graph; `args` override settings (e.g. `pairs`, `candle_seconds`)."""
+    settings = ServeSettings(**(args or {}))
+    settings_json = settings.model_dump_json()
+    models = ModelServer.options(  # type: ignore[attr-defined]
+        num_replicas=settings.model_replicas
+    ).bind(settings.mlflow_uri)
+    publisher = (
+        PredictionPublisher.bind(models, settings_json)  # type: ignore[attr-defined]
+        if settings.publisher_enabled
+        else None
+    )
+    return PredictionAPI.options(  # type: ignore[attr-defined]
+        num_replicas=settings.api_replicas
+    ).bind(models, publisher, settings_json)

@@ -1,0 +1,231 @@
+"""What the HTTP routes do, apart from HTTP: DB reads, champion lookup, model calls, checks.
+
+Errors a client caused raise `ClientError` with the status code and the field; the ingress
+turns them into 404/422/503 answers, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+from cryptopred.db import connect
+from cryptopred.records import IndicatorRow, RecordError
+from cryptopred_serving import queries
+from cryptopred_serving.champions import Champion
+from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url
+from cryptopred_serving.settings import ServeSettings
+
+T = TypeVar("T")
+
+_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class ClientError(Exception):
+    """A request the client can fix: HTTP `status`, the offending field and a message."""
+
+    def __init__(self, status: int, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.loc = loc
+
+    def body(self) -> dict[str, Any]:
+        if self.status == 422:
+            return {"detail": [{"loc": list(self.loc), "msg": self.message, "type": "value_error"}]}
+        return {"detail": self.message}
+
+
+class Db:
+    """One connection per thread (the route threadpool), reopened after a failure."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        for attempt in (1, 2):
+            conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+            try:
+                if conn is None or conn.closed:
+                    conn = self._local.conn = connect(self.url, autocommit=True, timeout_s=5)
+                return fn(conn, *args)
+            except psycopg.OperationalError as exc:
+                self._local.conn = None
+                if attempt == 2:
+                    raise ClientError(503, f"database unavailable: {exc}".splitlines()[0]) from None
+        raise AssertionError("unreachable")
+
+
+def parse_window_ms(window: str) -> int:
+    match = _WINDOW.match(window)
+    if not match:
+        raise ClientError(422, "expected a duration like 30m, 1h or 7d", ("query", "window"))
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+class Backend:
+    """The API's logic over the DB, the champion watcher and a model-calling function."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        champion_of: Callable[[str, int], Champion | None],
+        predict: Callable[[Champion, list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> None:
+        self.settings = settings
+        self.db = Db(settings.db_url)
+        self.champion_of = champion_of
+        self.predict_fn = predict
+        self.latest_cache_ms = settings.latest_cache_ms
+        self._cache: dict[tuple[str, int, int], tuple[float, dict[str, Any] | None]] = {}
+
+    # -- checks ----------------------------------------------------------------------------
+    def pair(self, text: str, loc: tuple[str, ...] = ("path", "pair")) -> str:
+        pair = pair_from_url(text)
+        if pair is None:
+            raise ClientError(404, f"unknown pair {text!r}: expected BASE-QUOTE like BTC-USD")
+        if pair not in self.settings.pairs:
+            served = ", ".join(pair_to_url(p) for p in self.settings.pairs)
+            raise ClientError(404, f"unknown pair {pair_to_url(pair)}; served pairs: {served}")
+        return pair
+
+    def candle_seconds(self, value: int | None) -> int:
+        if value is None:
+            return self.settings.candle_seconds[0]
+        if value not in self.settings.candle_seconds:
+            raise ClientError(
+                422,
+                f"candle_seconds {value} is not served; served: {self.settings.candle_seconds}",
+                ("query", "candle_seconds"),
+            )
+        return value
+
+    def champion(self, pair: str, candle_seconds: int) -> Champion:
+        champion = self.champion_of(pair, candle_seconds)
+        if champion is None:
+            name = model_name(pair, candle_seconds)
+            raise ClientError(
+                503,
+                f"no champion model for {name} yet: train one with `cryptopred train --pair "
+                f"{pair} --candle-seconds {candle_seconds}`",
+            )
+        return champion
+
+    # -- reads -----------------------------------------------------------------------------
+    def latest(self, pair: str, candle_seconds: int, horizon_seconds: int | None) -> dict[str, Any]:
+        champion = self.champion(pair, candle_seconds)
+        horizons = champion.horizon_seconds
+        horizon = horizons[0] if horizon_seconds is None and horizons else horizon_seconds
+        if horizon is None or (horizons and horizon not in horizons):
+            raise ClientError(
+                422,
+                f"horizon_seconds must be one of {list(horizons)}",
+                ("query", "horizon_seconds"),
+            )
+        key = (pair, candle_seconds, horizon)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self.latest_cache_ms / 1000:
+            row = cached[1]
+        else:
+            row = self.db.run(queries.latest_prediction, pair, candle_seconds, horizon)
+            self._cache[key] = (now, row)
+        if row is None:
+            raise ClientError(404, f"no prediction for {pair_to_url(pair)} yet")
+        return row
+
+    def history(self, pair: str, candle_seconds: int, limit: int) -> list[dict[str, Any]]:
+        return self.db.run(queries.prediction_history, pair, candle_seconds, limit)
+
+    def live(self, pair: str, window: str) -> list[dict[str, Any]]:
+        since_ms = int(time.time() * 1000) - parse_window_ms(window)
+        rows = self.db.run(queries.live_metrics, pair, since_ms)
+        return [{**r, "model_version": str(r["model_version"])} for r in rows]
+
+    def models(self) -> list[dict[str, Any]]:
+        out = []
+        for pair in self.settings.pairs:
+            for width in self.settings.candle_seconds:
+                champion = self.champion_of(pair, width)
+                tags = champion.tags if champion else {}
+                out.append(
+                    {
+                        "pair": pair,
+                        "candle_seconds": width,
+                        "name": model_name(pair, width),
+                        "version": champion.version if champion else None,
+                        "alias": "champion" if champion else None,
+                        "trained_from_ms": _int_or_none(tags.get("trained_from_ms")),
+                        "trained_to_ms": _int_or_none(tags.get("trained_to_ms")),
+                        "window_steps": champion.window_steps if champion else None,
+                        "horizon_seconds": list(champion.horizon_seconds) if champion else [],
+                        "test_metrics": {
+                            k: float(v)
+                            for k, v in (champion.metrics if champion else {}).items()
+                            if k.startswith("test_")
+                        },
+                    }
+                )
+        return out
+
+    def chart(self, pair: str, candle_seconds: int, limit: int) -> dict[str, Any]:
+        candles, predictions = self.db.run(queries.chart_rows, pair, candle_seconds, limit)
+        return {
+            "pair": pair,
+            "candle_seconds": candle_seconds,
+            "candles": candles,
+            "predictions": predictions,
+        }
+
+    # -- predict ---------------------------------------------------------------------------
+    def predict(
+        self, pair: str, candle_seconds: int, rows: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        champion = self.champion(pair, candle_seconds)
+        need = champion.window_steps
+        if rows is None:
+            rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
+            loc: tuple[str | int, ...] = ("body", "pair")
+        else:
+            loc = ("body", "rows")
+            for i, row in enumerate(rows):
+                if row["pair"] != pair or row["candle_seconds"] != candle_seconds:
+                    raise ClientError(
+                        422,
+                        "every row must have the request's pair and candle_seconds",
+                        ("body", "rows", i),
+                    )
+                try:
+                    IndicatorRow(**row)
+                except (RecordError, TypeError) as exc:
+                    raise ClientError(422, str(exc), ("body", "rows", i)) from None
+        if len(rows) < need:
+            raise ClientError(
+                422,
+                f"need at least {need} indicator rows (the model's window), got {len(rows)}",
+                loc,
+            )
+        rows = sorted(rows, key=lambda r: int(r["window_start_ms"]))[-need:]
+        forecasts = self.predict_fn(champion, rows)
+        return {
+            "pair": pair,
+            "candle_seconds": candle_seconds,
+            "model_name": champion.name,
+            "model_version": champion.version,
+            "window_end_ms": int(forecasts[0]["window_end_ms"]) if forecasts else 0,
+            "forecasts": forecasts,
+        }
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,23 @@
+"""Pair spellings: `BTC/USD` in records, `BTC-USD` in URLs and model names."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+
+
+def pair_from_url(text: str) -> str | None:
+    """`BTC-USD`, `btc-usd`, `BTC%2FUSD` or `BTC/USD` → `BTC/USD`; None if malformed."""
+    pair = unquote(text).strip().upper().replace("-", "/").replace("_", "/")
+    return pair if _PAIR.match(pair) else None
+
+
+def pair_to_url(pair: str) -> str:
+    return pair.replace("/", "-")
+
+
+def model_name(pair: str, candle_seconds: int) -> str:
+    """Registered model name, e.g. `BTC-USD-60s`."""
+    return f"{pair_to_url(pair)}-{candle_seconds}s"

@@ -1,0 +1,113 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IndicatorRowIn(BaseModel):
+    """One indicator row of an explicit window (the `technical_indicators` columns)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    pair: str = Field(min_length=3, max_length=21)
+    candle_seconds: int = Field(ge=1, le=86_400)
+    window_start_ms: int = Field(ge=0)
+    window_end_ms: int = Field(ge=0)
+    open: float = Field(gt=0)
+    high: float = Field(gt=0)
+    low: float = Field(gt=0)
+    close: float = Field(gt=0)
+    volume: float = Field(ge=0)
+    vwap: float = Field(gt=0)
+    n_trades: int = Field(ge=0)
+    final: bool = True
+    sma_7: float | None = None
+    sma_14: float | None = None
+    sma_21: float | None = None
+    sma_60: float | None = None
+    ema_7: float | None = None
+    ema_14: float | None = None
+    ema_21: float | None = None
+    ema_60: float | None = None
+    rsi_7: float | None = None
+    rsi_14: float | None = None
+    rsi_21: float | None = None
+    rsi_60: float | None = None
+    macd_7: float | None = None
+    macdsignal_7: float | None = None
+    macdhist_7: float | None = None
+    obv: float | None = None
+    atr_14: float | None = None
+    adx_14: float | None = None
+    bbands_upper_20: float | None = None
+    bbands_middle_20: float | None = None
+    bbands_lower_20: float | None = None
+    mfi_14: float | None = None
+
+
+class PredictRequest(BaseModel):
+    """Predict every horizon for a pair; without `rows` the latest rows in the DB are used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pair: str = Field(min_length=3, max_length=21, examples=["BTC/USD"])
+    candle_seconds: int = Field(60, ge=1, le=86_400)
+    rows: list[IndicatorRowIn] | None = Field(None, max_length=5000)
+
+
+class Forecast(BaseModel):
+    horizon_seconds: int
+    target_ts_ms: int
+    predicted_close: float
+    predicted_return: float
+    lower: float
+    upper: float
+
+
+class PredictResponse(BaseModel):
+    pair: str
+    candle_seconds: int
+    model_name: str
+    model_version: str
+    window_end_ms: int
+    forecasts: list[Forecast]
+
+
+class PredictionOut(BaseModel):
+    pair: str
+    candle_seconds: int
+    horizon_seconds: int
+    window_end_ms: int
+    target_ts_ms: int
+    predicted_close: float
+    predicted_return: float
+    lower: float
+    upper: float
+    model_name: str
+    model_version: str
+    created_ms: int
+
+
+class ModelOut(BaseModel):
+    pair: str
+    candle_seconds: int
+    name: str
+    version: str | None
+    alias: str | None
+    trained_from_ms: int | None
+    trained_to_ms: int | None
+    window_steps: int | None
+    horizon_seconds: list[int]
+    test_metrics: dict[str, float]
+
+
+class LiveMetric(BaseModel):
+    model_name: str
+    model_version: str
+    horizon_seconds: int
+    n: int
+    mae: float
+    persistence_mae: float
+    direction_accuracy: float
+    interval_coverage: float

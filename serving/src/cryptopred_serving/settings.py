@@ -1,0 +1,31 @@
+"""Serving knobs on top of the platform settings (same `CRYPTOPRED_` env prefix)."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError
+
+from cryptopred.settings import Settings, SettingsError, describe_error
+
+
+class ServeSettings(Settings):
+    """Settings of the Serve application: HTTP address, model polling, publisher, caches."""
+
+    serve_host: str = Field("127.0.0.1", description="address Ray Serve's HTTP proxy binds")
+    serve_port: int = Field(8000, ge=1, le=65535, description="Ray Serve HTTP port")
+    serve_app_name: str = Field("cryptopred", description="Serve application name")
+    model_poll_s: float = Field(5.0, gt=0, description="how often the champion alias is checked")
+    latest_cache_ms: int = Field(
+        250, ge=0, description="how long a latest-prediction answer may be reused"
+    )
+    publisher_enabled: bool = Field(True, description="run the streaming PredictionPublisher")
+    publisher_group: str = Field("cryptopred-publisher", description="its consumer group")
+    api_replicas: int = Field(1, ge=1, description="replicas of the HTTP ingress")
+    model_replicas: int = Field(1, ge=1, description="replicas of the model server")
+
+
+def load_serve_settings(**overrides: object) -> ServeSettings:
+    """Build ServeSettings; raise SettingsError with one line naming a bad setting."""
+    try:
+        return ServeSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None
