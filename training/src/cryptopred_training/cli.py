@@ -62,6 +62,7 @@ def train(
     ] = False,
 ) -> None:
     """Read final indicator rows, validate, fit with Ray Train, evaluate, log and register."""
+    import psycopg
     from pydantic import ValidationError
 
     from cryptopred.settings import describe_error
@@ -97,7 +98,8 @@ def train(
         console.print(
             f"epoch {report.epoch:>3}  train loss {report.train_loss:.4f}  "
             f"val loss {report.validation['loss']:.4f}  val mae {report.validation['mae']:.4f}  "
-            f"{report.samples_per_second:,.0f} samples/s  {report.seconds:.1f} s{best}"
+            f"{report.samples_per_second:,.0f} samples/s  {report.seconds:.1f} s{best}",
+            soft_wrap=True,
         )
 
     try:
@@ -110,9 +112,14 @@ def train(
     except ValueError as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err_console.print(f"error: database: {first_line}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     decision = result.outcome.decision
     colour = "green" if decision.promote else "yellow"
     console.print(
         f"{result.name} version {result.logged.version}: [{colour}]{decision.decision}[/] "
-        f"({decision.reason}); fit {result.fit_seconds:.0f} s, total {result.total_seconds:.0f} s"
+        f"({decision.reason}); fit {result.fit_seconds:.0f} s, total {result.total_seconds:.0f} s",
+        soft_wrap=True,
     )

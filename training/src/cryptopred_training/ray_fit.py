@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -46,8 +46,8 @@ def _report_from_dict(data: dict[str, Any]) -> EpochReport:
     return EpochReport(**data)
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
-    """One Ray Train worker; returns (on rank 0) the best weights and the epoch history."""
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker; the last checkpoint holds the best weights and the history."""
     import ray.train
     import ray.train.torch
 
@@ -60,23 +60,27 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     model = CausalTransformer(TransformerSpec(**loop_config["spec"]))
     model.load_state_dict(loop_config["initial_state"])
-    optimizer = make_optimizer(model, config)
     history: list[dict[str, Any]] = []
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     best_epoch, best_loss, first_epoch = -1, float("inf"), 0
+    optimizer_state = None
     resumed = ray.train.get_checkpoint()
     if resumed is not None:
         with resumed.as_directory() as folder:
             state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
             history = json.loads((Path(folder) / HISTORY_FILE).read_text())
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer_state = state["optimizer"]
         best_state = state["best_model"]
         best_epoch, best_loss = int(state["best_epoch"]), float(state["best_loss"])
         first_epoch = int(state["epoch"]) + 1
     model = ray.train.torch.prepare_model(model)  # type: ignore[assignment]
+    optimizer = make_optimizer(model, config)  # after the move, so its state is on the device
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     device = ray.train.torch.get_device()
-    shard = train.ends[rank::world]
+    # equal shards: every DDP worker must run the same number of steps
+    shard = train.ends[rank::world][: len(train.ends) // world]
     for epoch in range(first_epoch, config.max_epochs):
         if epoch - best_epoch > config.patience:
             break  # a resumed run that had already stopped early
@@ -140,7 +144,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             ray.train.report(flat)
         if epoch - best_epoch >= config.patience:
             break
-    return {"best_state": best_state, "history": history, "best_epoch": best_epoch}
 
 
 def _plain(model: torch.nn.Module) -> torch.nn.Module:
@@ -207,7 +210,7 @@ def ray_fitter(
             "normalizer": normalizer.to_dict() if normalizer is not None else {},
         }
         trainer = TorchTrainer(
-            cast(Callable[[dict[str, Any]], None], train_loop_per_worker),
+            train_loop_per_worker,
             train_loop_config=loop_config,
             scaling_config=ScalingConfig(
                 num_workers=options.num_workers,
@@ -223,17 +226,19 @@ def ray_fitter(
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-        returned = getattr(result, "return_value", None)
-        if not isinstance(returned, dict):
-            raise RuntimeError("Ray Train finished without the rank-0 result")
-        model.load_state_dict(returned["best_state"])
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train run {options.run_name} left no checkpoint")
+        with result.checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+            history = json.loads((Path(folder) / HISTORY_FILE).read_text())
+        model.load_state_dict(state["best_model"])
         fit_result = FitResult(seconds=time.perf_counter() - started)
-        for data in returned["history"]:
+        for data in history:
             report = _report_from_dict(data)
             fit_result.history.append(report)
             if on_epoch is not None:
                 on_epoch(report)
-        fit_result.best_epoch = int(returned["best_epoch"])
+        fit_result.best_epoch = int(state["best_epoch"])
         if fit_result.history:
             fit_result.best_validation_loss = min(r.validation["loss"] for r in fit_result.history)
         log.info("Ray Train run %s stored under %s", options.run_name, result.path)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
 from cryptopred_training.pipeline import TrainingOutcome, fit_normalizer, prepare_data, run_training
@@ -94,7 +94,7 @@ def run_name_for(settings: TrainSettings, name: str, resume: bool) -> str:
     marker = settings.storage_dir / f"{name}.last_run"
     if resume and marker.exists():
         return marker.read_text().strip()
-    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(run_name)
     return run_name
@@ -163,6 +163,7 @@ def train(
         config=config,
         outcome=outcome,
         extra_params=_scaling_params(options, request),
+        extra_metrics={"ray_fit_seconds": fit_seconds[0]},
         champion_test_mae=champion_mae,
     )
     return TrainReport(name, outcome, logged, fit_seconds[0], time.perf_counter() - started)
@@ -177,10 +178,3 @@ def _scaling_params(options: RayFitOptions, request: TrainRequest) -> dict[str, 
         "since_ms": request.since_ms,
         "until_ms": request.until_ms,
     }
-
-
-def describe(config: TrainConfig) -> str:
-    return (
-        f"window {config.window_steps} candles, horizons {list(config.horizon_seconds)} s, "
-        f"max {config.max_epochs} epochs"
-    )

@@ -80,6 +80,7 @@ def log_training(
     config: TrainConfig,
     outcome: TrainingOutcome,
     extra_params: dict[str, Any],
+    extra_metrics: dict[str, float],
     champion_test_mae: float | None,
 ) -> LoggedModel:
     """Log the run and the model, register it as `name` and set its tags and alias."""
@@ -138,7 +139,7 @@ def log_training(
                 },
                 step=report.epoch,
             )
-        metrics = evaluation_metrics(outcome)
+        metrics = {**evaluation_metrics(outcome), **extra_metrics}
         if champion_test_mae is not None:
             metrics["champion_test_mae"] = champion_test_mae
         mlflow.log_metrics(metrics)
@@ -159,7 +160,7 @@ def log_training(
             )
             mlflow.log_artifacts(str(plots), "plots")
             state_path = outcome.predictor.save(Path(folder) / "predictor.pt")
-            example = frame[list(COLUMNS)].iloc[-config.window_steps :].reset_index(drop=True)
+            example = input_example(frame, config.window_steps)
             signature = infer_signature(example, outcome.predictor.predict(example))
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
@@ -177,6 +178,12 @@ def log_training(
     alias = CHAMPION if outcome.decision.promote else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
     return LoggedModel(run.info.run_id, experiment.experiment_id, version, alias)
+
+
+def input_example(frame: pd.DataFrame, window_steps: int) -> pd.DataFrame:
+    """The last window of rows with the DB's column types (MLflow's schema check refuses
+    int64 where double was logged, so integers stay integers)."""
+    return frame[list(COLUMNS)].iloc[-window_steps:].reset_index(drop=True)
 
 
 def _plain(value: Any) -> Any:

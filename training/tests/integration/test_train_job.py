@@ -107,6 +107,24 @@ def test_planted_signal_becomes_champion_with_a_complete_run(
     assert (predicted["window_end_ms"] == last_end_ms).all()
     assert (predicted["lower"] <= predicted["upper"]).all()
 
+    # A second run on the same rows scores the champion (loaded with pyfunc) on its test split.
+    again = _train(train_env, pair)
+    assert again.exit_code == 0, again.output
+    second = max(
+        (v for v in client.search_model_versions(f"name='{name}'")), key=lambda v: int(v.version)
+    )
+    assert second.version != version.version
+    second_metrics = client.get_run(second.run_id).data.metrics
+    champion_mae = second_metrics["champion_test_mae"]
+    assert champion_mae == pytest.approx(float(tags["test_mae_60s"]), rel=1e-3)
+    new_mae = second_metrics["test_transformer_mae_60s"]
+    now_champion = client.get_model_version_by_alias(name, "champion").version
+    if second.tags["decision"] == "champion":
+        assert new_mae < champion_mae and now_champion == second.version
+    else:
+        assert now_champion == version.version
+        assert client.get_model_version_by_alias(name, "challenger").version == second.version
+
 
 def test_random_walk_is_not_promoted(
     postgres: Settings,
