@@ -320,8 +320,10 @@ class RayHead(Part):
         return [self.settings.ray_port, self.settings.ray_dashboard_port]
 
     def healthy(self) -> bool:
-        return http_ok(f"{self.settings.ray_dashboard}/api/version") and http_ok(
-            f"{self.settings.ray_dashboard}/api/gcs_healthz"
+        # Both answer without Ray's token authentication, which Ray 2.60 turns on by itself when
+        # ~/.ray/auth_token exists (then /api/version answers 401).
+        return http_ok(f"{self.settings.ray_dashboard}/api/gcs_healthz") and http_ok(
+            f"{self.settings.ray_dashboard}/"
         )
 
     def _launch(self) -> psutil.Process:
