@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import Settings, SettingsError, load_settings
 from cryptopred.stack import manager
 from cryptopred.stack.process import PartError
@@ -106,6 +107,7 @@ def _register_components() -> None:
 
 
 def main() -> None:
+    prepare_ray_auth()  # before anything imports ray: it reads the auth mode at import
     _register_components()
     app(prog_name="cryptopred")
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError, _split_csv
 from cryptopred.topics import DLQ, TRADES
 from cryptopred_ingest.publish import Publisher
@@ -93,6 +94,7 @@ def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bo
     from cryptopred_ingest.actors import start_source_actor
 
     ensure_topics(settings, [TRADES, DLQ])
+    prepare_ray_auth()
     ray.init(address=settings.ray_address, ignore_reinit_error=True, configure_logging=False)
     actor = start_source_actor(spec, settings, name)
     console.print(f"actor {name!r} started")

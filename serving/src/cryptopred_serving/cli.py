@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError
 from cryptopred_serving.settings import ServeSettings, load_serve_settings
 
@@ -29,6 +30,7 @@ def _connect(settings: ServeSettings) -> Any:
 
     if not ray.is_initialized():
         try:
+            prepare_ray_auth()
             ray.init(address=settings.ray_gcs_address, log_to_driver=False)
         except ConnectionError as exc:
             err_console.print(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptopred.raycluster import prepare_ray_auth
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
 from cryptopred_training.pipeline import TrainingOutcome, fit_normalizer, prepare_data, run_training
@@ -77,6 +78,7 @@ def connect_ray(settings: TrainSettings, say: Say) -> None:
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     else:
         say(f"connecting to the Ray cluster at {address}")
+        prepare_ray_auth()
         ray.init(address=address, configure_logging=False)
 
 

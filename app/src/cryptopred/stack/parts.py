@@ -335,8 +335,9 @@ class RayHead(Part):
             "--head",
             "--block",
             "--disable-usage-stats",
-            "--node-ip-address",
-            host,
+            # no --node-ip-address 127.0.0.1: drivers resolve a loopback address to the
+            # machine's own address before connecting (ray.init("127.0.0.1:6379") dials
+            # <node ip>:6379), so a head bound to loopback only could not be joined
             "--port",
             str(self.settings.ray_port),
             "--include-dashboard",

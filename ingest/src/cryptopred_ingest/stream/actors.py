@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
+from cryptopred.raycluster import prepare_ray_auth
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
@@ -135,6 +136,7 @@ def connect_ray(settings: StreamSettings) -> Any:
     import ray
 
     if not ray.is_initialized():
+        prepare_ray_auth()
         ray.init(
             address=settings.ray_gcs_address,
             namespace=settings.ray_namespace,
