@@ -47,10 +47,10 @@ test: sync system-deps ## Run every test: unit and integration (real tansu, Post
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
-	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+	$(RUN) pytest -m "not integration and not live" $(PYTEST_ARGS)
 
 test-integration: sync system-deps ## Run the integration tests only
-	$(RUN) pytest -m integration $(PYTEST_ARGS)
+	$(RUN) pytest -m "integration and not live" $(PYTEST_ARGS)
 
 lint: sync ## ruff check and format check
 	$(RUN) ruff check .
