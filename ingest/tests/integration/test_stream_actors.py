@@ -1,7 +1,6 @@
 """The stages as Ray actors: killed mid-stream, restarted by Ray, and the tables still equal
 an uninterrupted run (the pandas and batch TA-Lib references of test_stream_pipeline)."""
 
-import math
 import time
 
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from cryptopred import topics
 from cryptopred.db import connect, fetch_all
 from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import INDICATOR_COLUMNS, encode
+from cryptopred.records import encode
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.actors import (
@@ -20,10 +19,14 @@ from cryptopred_ingest.stream.actors import (
 )
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.testing.streams import (
-    batch_indicators,
+    all_final,
+    candle_tuples,
     closing_trade,
+    indicator_mismatches,
+    indicator_rows,
     make_trades,
     reference_candles,
+    reference_tuples,
     wait_for,
 )
 
@@ -99,66 +102,16 @@ def test_killed_stage_actors_restart_and_tables_match_an_uninterrupted_run(
 
     conn = connect(s.db_url, autocommit=True)
 
-    def done():
-        for (pair, w), ref in refs.items():
-            last = int(ref["window_start_ms"].iloc[-1])
-            for table in ("candles", "technical_indicators"):
-                n = fetch_all(
-                    conn,
-                    f"SELECT count(*) AS n FROM {table} WHERE pair = %s AND "
-                    "candle_seconds = %s AND window_start_ms <= %s AND final",
-                    (pair, w, last),
-                )[0]["n"]
-                if n != len(ref):
-                    return False
-        return True
-
     try:
-        wait_for(done, timeout_s=240, interval_s=0.5)
+        wait_for(lambda: all_final(conn, refs), timeout_s=240, interval_s=0.5)
         time.sleep(1)
         statuses = {r["actor"]: r for r in pipeline_status(s)}
         assert all(r.get("running") for r in statuses.values()), statuses
         for (pair, w), ref in refs.items():
             last = int(ref["window_start_ms"].iloc[-1])
-            rows = fetch_all(
-                conn,
-                "SELECT * FROM technical_indicators WHERE pair = %s AND "
-                "candle_seconds = %s AND window_start_ms <= %s ORDER BY "
-                "window_start_ms",
-                (pair, w, last),
-            )
-            assert [
-                (
-                    r["window_start_ms"],
-                    r["open"],
-                    r["high"],
-                    r["low"],
-                    r["close"],
-                    r["volume"],
-                    r["vwap"],
-                    r["n_trades"],
-                )
-                for r in rows
-            ] == [
-                (
-                    int(x.window_start_ms),
-                    x.open,
-                    x.high,
-                    x.low,
-                    x.close,
-                    x.volume,
-                    x.vwap,
-                    int(x.n_trades),
-                )
-                for x in ref.itertuples()
-            ]
-            expected = batch_indicators(ref)
-            for column in INDICATOR_COLUMNS:
-                for row, value in zip(rows, expected[column], strict=True):
-                    if math.isnan(value):
-                        assert row[column] is None, (pair, w, column)
-                    else:
-                        assert row[column] == pytest.approx(value, rel=1e-9, abs=1e-9), column
+            rows = indicator_rows(conn, pair, w, ref)
+            assert candle_tuples(rows) == reference_tuples(ref)
+            assert indicator_mismatches(rows, ref) == [], (pair, w)
             n_candles = fetch_all(
                 conn,
                 "SELECT count(*) AS n FROM candles WHERE pair = %s AND "

@@ -1,7 +1,5 @@
 """Trades → candles → indicators → DB through the real broker and PostgreSQL (no Ray here)."""
 
-import math
-
 import pytest
 
 from cryptopred import topics
@@ -9,16 +7,21 @@ from cryptopred.db import connect, fetch_all
 from cryptopred.kafka import ensure_topics, make_producer
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import INDICATOR_COLUMNS, DeadLetter, Trade, decode, encode
+from cryptopred.records import DeadLetter, Trade, decode, encode
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
+from cryptopred_ingest.testing.readback import read_until_quiet
 from cryptopred_ingest.testing.streams import (
-    batch_indicators,
+    all_final,
+    candle_tuples,
     closing_trade,
+    indicator_mismatches,
+    indicator_rows,
     make_trades,
     reference_candles,
+    reference_tuples,
     wait_for,
 )
 
@@ -69,26 +72,6 @@ def runners(settings):
     return out
 
 
-def read_all(settings, topic):
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "reader",
-            "enable.auto.commit": False,
-        }
-    )
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    out = []
-    while (msg := consumer.poll(3.0)) is not None:
-        if msg.error() is None:
-            out.append(msg)
-    consumer.close()
-    return out
-
-
 def db_candles(conn, pair, width):
     return fetch_all(
         conn,
@@ -127,22 +110,12 @@ def test_candles_and_indicators_equal_pandas_and_batch_talib(private_broker):
     stages = runners(s)
     conn = connect(s.db_url, autocommit=True)
 
-    def all_final():
-        for (pair, w), ref in refs.items():
-            last = int(ref["window_start_ms"].iloc[-1])
-            for table in ("candles", "technical_indicators"):
-                rows = fetch_all(
-                    conn,
-                    f"SELECT count(*) AS n FROM {table} WHERE pair = %s AND "
-                    "candle_seconds = %s AND window_start_ms <= %s AND final",
-                    (pair, w, last),
-                )
-                if rows[0]["n"] != len(ref):
-                    return False
-        return True
-
     try:
-        wait_for(all_final, timeout_s=180, step=lambda: [r.step() for r in stages.values()])
+        wait_for(
+            lambda: all_final(conn, refs),
+            timeout_s=180,
+            step=lambda: [r.step() for r in stages.values()],
+        )
         for (pair, w), ref in refs.items():
             rows = [
                 r
@@ -150,50 +123,14 @@ def test_candles_and_indicators_equal_pandas_and_batch_talib(private_broker):
                 if r["window_start_ms"] <= ref["window_start_ms"].iloc[-1]
             ]
             assert all(r["final"] for r in rows)
-            got = [
-                (
-                    r["window_start_ms"],
-                    r["open"],
-                    r["high"],
-                    r["low"],
-                    r["close"],
-                    r["volume"],
-                    r["vwap"],
-                    r["n_trades"],
-                )
-                for r in rows
-            ]
-            want = [
-                (
-                    int(x.window_start_ms),
-                    x.open,
-                    x.high,
-                    x.low,
-                    x.close,
-                    x.volume,
-                    x.vwap,
-                    int(x.n_trades),
-                )
-                for x in ref.itertuples()
-            ]
+            got = candle_tuples(rows)
+            want = reference_tuples(ref)
             assert got == want, (pair, w)
 
-            ind = fetch_all(
-                conn,
-                "SELECT * FROM technical_indicators WHERE pair = %s AND "
-                "candle_seconds = %s AND window_start_ms <= %s ORDER BY "
-                "window_start_ms",
-                (pair, w, int(ref["window_start_ms"].iloc[-1])),
-            )
+            ind = indicator_rows(conn, pair, w, ref)
             assert [r["window_start_ms"] for r in ind] == list(ref["window_start_ms"])
-            expected = batch_indicators(ref)
-            for column in INDICATOR_COLUMNS:
-                for row, value in zip(ind, expected[column], strict=True):
-                    if math.isnan(value):
-                        assert row[column] is None, (pair, w, column)
-                    else:
-                        assert row[column] == pytest.approx(value, rel=1e-9, abs=1e-9), column
-        dead = [decode(m.value(), DeadLetter) for m in read_all(s, topics.DLQ)]
+            assert indicator_mismatches(ind, ref) == [], (pair, w)
+        dead = [decode(m.value(), DeadLetter) for m in read_until_quiet(s, topics.DLQ)]
         assert [d.raw for d in dead if d.reason == "late"] == [encode(late).decode()]
         poison = [d for d in dead if d.stage == "candles" and d.reason != "late"]
         assert len(poison) == 1 and "price" in poison[0].reason

@@ -16,6 +16,7 @@ from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.sink import SinkStage
+from cryptopred_ingest.testing.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
 
@@ -37,32 +38,6 @@ def candle(i, pair, close=100.0, final=True):
         n_trades=2,
         final=final,
     )
-
-
-def read_topic(settings, topic, quiet_s=3.0):
-    """Every record of a topic, read with assign() (no group join) until it stays quiet.
-
-    tansu 0.6 reports a high watermark of `base offset + 1` for the last batch, so the
-    watermark cannot tell when the end is reached.
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "reader",
-            "enable.auto.commit": False,
-        }
-    )
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    out = []
-    while True:
-        msg = consumer.poll(quiet_s)
-        if msg is None:
-            break
-        if msg.error() is None:
-            out.append(msg)
-    consumer.close()
-    return out
 
 
 def committed(settings, group, topic):
@@ -125,7 +100,7 @@ def test_sink_writes_each_row_once_and_sends_poison_to_dlq(stream_settings, uniq
     assert [(r["window_start_ms"], r["close"]) for r in rows] == [
         (c.window_start_ms, c.close) for c in sent
     ]
-    dead = [decode(m.value(), DeadLetter) for m in read_topic(s, topics.DLQ)]
+    dead = [decode(m.value(), DeadLetter) for m in read_until_quiet(s, topics.DLQ)]
     mine = [d for d in dead if d.stage == "sink" and d.raw in {p.decode() for p in poison}]
     assert len(mine) == 3
     assert all(d.reason.startswith(topic + ": ") for d in mine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from cryptopred.settings import Settings
 
@@ -41,6 +41,31 @@ def read_all(
                 continue
             at_eof.discard(int(msg.partition() or 0))
             out.append((msg.key(), msg.value()))
+        return out
+    finally:
+        consumer.close()
+
+
+def read_until_quiet(settings: Settings, topic: str, quiet_s: float = 3.0) -> list[Message]:
+    """Every record of a topic, read with assign() until no record came for `quiet_s`.
+
+    tansu 0.6 under-reports the high watermark (base offset + 1 of the last batch), so neither
+    it nor partition EOF events can say when the end is reached.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "readback",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        out = []
+        while (msg := consumer.poll(quiet_s)) is not None:
+            if msg.error() is None:
+                out.append(msg)
         return out
     finally:
         consumer.close()

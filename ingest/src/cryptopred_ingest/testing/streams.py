@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import talib
 
-from cryptopred.records import Trade
+from cryptopred.db import fetch_all
+from cryptopred.records import INDICATOR_COLUMNS, Trade
 
 BASE_MS = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # an hour boundary
 
@@ -137,3 +140,64 @@ def wait_for(
         if step is None:
             time.sleep(interval_s)
     raise AssertionError(f"condition not reached within {timeout_s} s")
+
+
+CANDLE_FIELDS = ("window_start_ms", "open", "high", "low", "close", "volume", "vwap", "n_trades")
+
+Refs = dict[tuple[str, int], pd.DataFrame]
+
+
+def candle_tuples(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The candle fields of DB rows, for comparison with `reference_tuples`."""
+    return [tuple(r[f] for f in CANDLE_FIELDS) for r in rows]
+
+
+def reference_tuples(ref: pd.DataFrame) -> list[tuple[Any, ...]]:
+    return [
+        (int(x.window_start_ms), x.open, x.high, x.low, x.close, x.volume, x.vwap, int(x.n_trades))
+        for x in ref.itertuples()
+    ]
+
+
+def all_final(conn: psycopg.Connection, refs: Refs) -> bool:
+    """Every reference window is a final row in both `candles` and `technical_indicators`."""
+    for (pair, width), ref in refs.items():
+        last = int(ref["window_start_ms"].iloc[-1])
+        for table in ("candles", "technical_indicators"):
+            n = fetch_all(
+                conn,
+                f"SELECT count(*) AS n FROM {table} WHERE pair = %s AND "
+                "candle_seconds = %s AND window_start_ms <= %s AND final",
+                (pair, width, last),
+            )[0]["n"]
+            if n != len(ref):
+                return False
+    return True
+
+
+def indicator_rows(
+    conn: psycopg.Connection, pair: str, width: int, ref: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The `technical_indicators` rows of the reference's windows, oldest first."""
+    return fetch_all(
+        conn,
+        "SELECT * FROM technical_indicators WHERE pair = %s AND candle_seconds = %s "
+        "AND window_start_ms <= %s ORDER BY window_start_ms",
+        (pair, width, int(ref["window_start_ms"].iloc[-1])),
+    )
+
+
+def indicator_mismatches(rows: list[dict[str, Any]], ref: pd.DataFrame) -> list[str]:
+    """Columns where the rows differ from batch TA-Lib over the reference (1e-9; NaN = null)."""
+    expected = batch_indicators(ref)
+    bad = []
+    for column in INDICATOR_COLUMNS:
+        for row, value in zip(rows, expected[column], strict=True):
+            got = row[column]
+            if math.isnan(value):
+                ok = got is None
+            else:
+                ok = got is not None and abs(got - value) <= max(1e-9, 1e-9 * abs(value))
+            if not ok:
+                bad.append(f"{column} at {row['window_start_ms']}: {got} != {value}")
+    return bad
