@@ -68,4 +68,8 @@ check: lint typecheck test ## Lint, typecheck and test
 clean: ## Remove caches (keeps .data/)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache
 
+.PHONY: dashboards
+dashboards: sync ## Regenerate the Grafana dashboards' JSON in dashboards/ from cryptopred.dashboards
+	$(RUN) python -m cryptopred.dashboards
+
 include kuberay/Makefile.mk
