@@ -5,6 +5,8 @@ SHELL := /bin/bash
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
+SOURCE ?= kraken
+PAIRS ?=
 
 .PHONY: help uv system-deps sync demo up down status test test-unit test-integration lint fmt typecheck check clean
 
@@ -31,8 +33,8 @@ system-deps: ## Debian packages the tests use (chromium, chromium-driver), when 
 sync: $(UV) ## Install the workspace (all members, dev tools) from uv.lock
 	$(UV) sync --all-packages --frozen
 
-demo: sync ## Main job on the embedded stack (for now: bring the stack up and show its status)
-	$(RUN) cryptopred up
+demo: sync ## The whole system live on the embedded stack (SOURCE=kraken|synthetic, PAIRS=BTC/USD,ETH/USD)
+	$(RUN) cryptopred demo --source $(SOURCE) $(if $(PAIRS),--pairs $(PAIRS),)
 
 up: sync ## Start the embedded stack: tansu, PostgreSQL, MLflow, Ray head
 	$(RUN) cryptopred up

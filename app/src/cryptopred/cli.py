@@ -95,6 +95,12 @@ def _print_status(settings: Settings, as_json: bool = False) -> bool:
     return all(r.healthy for r in rows)
 
 
+def _register_demo() -> None:
+    from cryptopred.demo.cli import demo
+
+    app.command()(demo)
+
+
 def _register_components() -> None:
     for name, module_name in COMPONENT_CLIS:
         try:
@@ -109,6 +115,7 @@ def _register_components() -> None:
 def main() -> None:
     prepare_ray_auth()  # before anything imports ray: it reads the auth mode at import
     _register_components()
+    _register_demo()
     app(prog_name="cryptopred")
 
 

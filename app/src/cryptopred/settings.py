@@ -52,6 +52,17 @@ def _check_host_port(value: str) -> str:
     return value
 
 
+def check_pairs(value: list[str]) -> list[str]:
+    """Pairs as BASE/QUOTE in capitals (`btc-usd` -> `BTC/USD`); at least one."""
+    pairs = [p.strip().upper().replace("-", "/") for p in value]
+    bad = [p for p in pairs if not _PAIR.match(p)]
+    if bad:
+        raise ValueError(f"malformed pair(s) {bad}: expected BASE/QUOTE like BTC/USD")
+    if not pairs:
+        raise ValueError("at least one pair is needed")
+    return pairs
+
+
 class Settings(BaseSettings):
     """Addresses and knobs of the platform; env var = `CRYPTOPRED_` + field name in capitals."""
 
@@ -100,13 +111,7 @@ class Settings(BaseSettings):
     @field_validator("pairs")
     @classmethod
     def _pairs_well_formed(cls, value: list[str]) -> list[str]:
-        pairs = [p.strip().upper().replace("-", "/") for p in value]
-        bad = [p for p in pairs if not _PAIR.match(p)]
-        if bad:
-            raise ValueError(f"malformed pair(s) {bad}: expected BASE/QUOTE like BTC/USD")
-        if not pairs:
-            raise ValueError("at least one pair is needed")
-        return pairs
+        return check_pairs(value)
 
     @field_validator("candle_seconds")
     @classmethod

@@ -99,9 +99,14 @@ class TradeSourceWorker:
 
 
 def start_source_actor(
-    spec: SourceSpec, settings: IngestSettings, name: str, namespace: str = "cryptopred"
+    spec: SourceSpec,
+    settings: IngestSettings,
+    name: str,
+    namespace: str = "cryptopred",
+    detached: bool = False,
 ) -> Any:
-    """Start (or get) the named actor running `spec`; Ray must be initialised."""
+    """Start (or get) the named actor running `spec`; Ray must be initialised. A detached one
+    outlives its driver (stop it with its `stop` method, or `ray.kill`)."""
     import ray
 
     absolute = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
@@ -114,4 +119,5 @@ def start_source_actor(
         max_task_retries=0,
         max_concurrency=4,
         num_cpus=0,
+        lifetime="detached" if detached else None,
     ).remote(spec, absolute.model_dump_json())

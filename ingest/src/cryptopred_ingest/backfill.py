@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptopred_ingest.publish import Publisher
+from cryptopred_ingest.reconnect import Backoff
+from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_rest import TradesClient
 
 log = logging.getLogger(__name__)
@@ -121,3 +123,17 @@ def backfill(
         report = None if progress is None else (lambda ns, p=pair: progress(p, ns))
         counts[pair] = backfill_pair(pair, since_ns, until_ns, client, publisher, store, report)
     return counts
+
+
+def client_from_settings(settings: IngestSettings) -> TradesClient:
+    """The Kraken REST Trades client with the configured timeouts, pacing and backoff."""
+    return TradesClient(
+        settings.kraken_rest_url,
+        timeout_s=settings.rest_timeout_s,
+        min_interval_s=settings.rest_min_interval_s,
+        max_retries=settings.rest_max_retries,
+        page_size=settings.rest_page_size,
+        backoff=Backoff(
+            settings.backoff_initial_s, settings.backoff_max_s, jitter=settings.backoff_jitter
+        ),
+    )

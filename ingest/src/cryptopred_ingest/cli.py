@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,12 @@ from cryptopred.settings import SettingsError, _split_csv
 from cryptopred.topics import DLQ, TRADES
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
-from cryptopred_ingest.sources.factory import SourceKind, SourceSpec, build_runner
+from cryptopred_ingest.sources.factory import (
+    SourceKind,
+    SourceSpec,
+    build_runner,
+    synthetic_spec,
+)
 
 app = typer.Typer(help="Trade sources: live Kraken, REST backfill, file replay, synthetic.")
 console = Console(stderr=True)
@@ -147,13 +153,21 @@ def synthetic(
     days: Annotated[float, typer.Option(min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
     speed: Annotated[str, typer.Option(help="'max' or a speed-up factor X")] = "max",
+    momentum: Annotated[
+        float, typer.Option(min=-0.99, max=0.99, help="minute-return AR(1) drift (0: random walk)")
+    ] = 0.0,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="start --days before now, catch up, then run in real time"),
+    ] = False,
     actor: Annotated[bool, typer.Option("--actor", help="run as a Ray actor")] = False,
 ) -> None:
-    """Generate seeded synthetic trades (same seed, same bytes) starting 2026-01-01."""
+    """Generate seeded synthetic trades (same seed, same bytes) from 2026-01-01, or with --live
+    from --days ago up to now and on in real time (event time = wall time) until ^C."""
     settings = _settings()
-    spec = SourceSpec(
-        "synthetic", pairs=_pairs(pairs, settings), days=days, seed=seed, speed=_speed(speed)
-    )
+    spec = synthetic_spec(_pairs(pairs, settings), days, seed, momentum, live)
+    if not live:
+        spec = replace(spec, speed=_speed(speed))
     if actor:
         _run_actor(spec, settings, f"ingest-synthetic-{seed}", follow=True)
     else:
@@ -169,9 +183,13 @@ def backfill(
     """Backfill trades from Kraken REST; a rerun resumes from the cursor files, no duplicates."""
     from rich.progress import Progress
 
-    from cryptopred_ingest.backfill import CursorStore, backfill, cursor_dir, parse_time_ns
-    from cryptopred_ingest.reconnect import Backoff
-    from cryptopred_ingest.sources.kraken_rest import TradesClient
+    from cryptopred_ingest.backfill import (
+        CursorStore,
+        backfill,
+        client_from_settings,
+        cursor_dir,
+        parse_time_ns,
+    )
 
     settings = _settings()
     chosen = _pairs(pairs, settings)
@@ -184,16 +202,7 @@ def backfill(
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ensure_topics(settings, [TRADES, DLQ])
     publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage="ingest-backfill")
-    client = TradesClient(
-        settings.kraken_rest_url,
-        timeout_s=settings.rest_timeout_s,
-        min_interval_s=settings.rest_min_interval_s,
-        max_retries=settings.rest_max_retries,
-        page_size=settings.rest_page_size,
-        backoff=Backoff(
-            settings.backoff_initial_s, settings.backoff_max_s, jitter=settings.backoff_jitter
-        ),
-    )
+    client = client_from_settings(settings)
     end_ns = until_ns or now_ns
     with Progress(console=console) as bar:
         tasks = {p: bar.add_task(p, total=max(end_ns - since_ns, 1)) for p in chosen}

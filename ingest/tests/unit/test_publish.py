@@ -101,3 +101,31 @@ def test_pump_paces_in_event_time():
     start = time.monotonic()
     pump([Batch(trades=trades)], Publisher(MemoryProducer(), "s"), speed=None)
     assert time.monotonic() - start < 0.1
+
+
+def test_pump_on_wall_clock_sends_the_past_at_once_and_the_future_on_time():
+    import time
+
+    from cryptopred_ingest.runner import pump
+
+    now_ms = time.time_ns() // 1_000_000
+
+    def trade(i: int, ts_ms: int) -> Trade:
+        return Trade(
+            pair="BTC/USD", price=1.0, qty=1.0, side="buy", trade_id=i, ts_ms=ts_ms, source="t"
+        )
+
+    past = Batch(trades=[trade(i, now_ms - 3_600_000 + i) for i in range(1, 1000)])
+    future = Batch(trades=[trade(1000, now_ms - 10), trade(1001, now_ms + 400)])
+    producer = MemoryProducer()
+    seen_at: list[float] = []
+    start = time.monotonic()
+    pump(
+        [past, future],
+        Publisher(producer, "s"),
+        wall_clock=True,
+        on_batch=lambda b: seen_at.append(time.monotonic() - start),
+    )
+    assert len(producer.topic("trades")) == 1001
+    assert seen_at[0] < 0.3  # an hour of history did not wait
+    assert 0.35 <= seen_at[1] < 1.5  # the future trade waited for its time

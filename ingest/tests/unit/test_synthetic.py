@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+import pytest
 
 from cryptopred.records import encode
 from cryptopred_ingest.sources.synthetic import generate, pair_model
@@ -59,3 +60,27 @@ def test_realistic_shape():
 def test_unknown_pairs_get_stable_levels():
     assert pair_model("ABC/XYZ") == pair_model("ABC/XYZ")
     assert pair_model("ABC/XYZ").price > 0
+
+
+def _minute_return_autocorrelation(momentum: float) -> float:
+    trades = [t for b in generate(["BTC/USD"], 3, 5, momentum=momentum) for t in b.trades]
+    closes: dict[int, float] = {}
+    for t in trades:
+        closes[t.ts_ms // 60_000] = t.price
+    minutes = sorted(closes)
+    series = np.log(np.array([closes[m] for m in minutes]))
+    r = np.diff(series)
+    return float(np.corrcoef(r[:-1], r[1:])[0, 1])
+
+
+def test_momentum_plants_minute_autocorrelation_and_zero_keeps_a_random_walk():
+    assert abs(_minute_return_autocorrelation(0.0)) < 0.08
+    assert _minute_return_autocorrelation(0.5) > 0.3
+
+
+def test_start_ms_and_momentum_range():
+    start_ms = 1_800_000_000_000 // 60_000 * 60_000
+    trades = [t for b in generate(["ETH/USD"], 0.01, 2, start_ms=start_ms) for t in b.trades]
+    assert trades and start_ms <= trades[0].ts_ms and trades[-1].ts_ms < start_ms + 864_000
+    with pytest.raises(ValueError, match="momentum"):
+        next(iter(generate(["ETH/USD"], 0.01, 2, momentum=1.0)))

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError
+from cryptopred_serving.deploy import base_url, delete_app, deploy_app
 from cryptopred_serving.settings import ServeSettings, load_serve_settings
 
 app = typer.Typer(help="The HTTP API on Ray Serve: deploy, status, shutdown.")
@@ -43,35 +44,20 @@ def _connect(settings: ServeSettings) -> Any:
     return ray
 
 
-def base_url(settings: ServeSettings) -> str:
-    return f"http://{settings.serve_host}:{settings.serve_port}"
-
-
 @app.command()
 def deploy(
     pairs: Annotated[str | None, typer.Option(help="pairs to serve, e.g. BTC/USD,ETH/USD")] = None,
     no_publisher: Annotated[bool, typer.Option(help="serve HTTP only, publish nothing")] = False,
 ) -> None:
     """Deploy (or update) the application and print its base URL."""
-    from ray import serve
-
-    from cryptopred_serving.app import build_app
-
     settings = _settings()
     _connect(settings)
-    serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
-    args: dict[str, Any] = {}
-    if pairs:
-        args["pairs"] = pairs
-    if no_publisher:
-        args["publisher_enabled"] = False
     try:
-        application = build_app(args)
+        url = deploy_app(settings, pairs, False if no_publisher else None)
     except Exception as exc:  # a bad override is a bad setting
         err_console.print(f"error: {exc}".splitlines()[0], markup=False)
         raise typer.Exit(2) from None
-    serve.run(application, name=settings.serve_app_name, route_prefix="/")
-    console.print(f"serving at {base_url(settings)} (docs: {base_url(settings)}/docs)")
+    console.print(f"serving at {url} (docs: {url}/docs)")
 
 
 @app.command()
@@ -102,9 +88,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
 @app.command()
 def shutdown() -> None:
     """Delete the application (Serve itself keeps running for other apps)."""
-    from ray import serve
-
     settings = _settings()
     _connect(settings)
-    serve.delete(settings.serve_app_name)
+    delete_app(settings)
     console.print(f"deleted {settings.serve_app_name}")

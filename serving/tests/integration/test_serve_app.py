@@ -129,6 +129,7 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
     finally:
         client.close()
         serve.delete("cryptopred-test")
+        serve.shutdown()  # the next module starts Serve on its own port
         broker.stop()
 
 

@@ -83,12 +83,15 @@ def connect_ray(settings: TrainSettings, say: Say) -> None:
 
 
 def cpus_per_worker(settings: TrainSettings, num_workers: int) -> int:
+    """The configured CPUs per worker, else the cluster's free CPUs shared among the workers."""
     if settings.train_cpus_per_worker is not None:
         return settings.train_cpus_per_worker
     import ray
 
-    total = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-    return max(1, total // num_workers)
+    # what is free now: stage actors and Serve replicas on the same cluster hold some CPUs, and
+    # a worker asking for more than is free would wait forever
+    free = int(ray.available_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    return max(1, free // num_workers)
 
 
 def run_name_for(settings: TrainSettings, name: str, resume: bool) -> str:

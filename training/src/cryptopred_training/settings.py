@@ -37,7 +37,7 @@ class TrainSettings(Settings):
     train_workers: int = Field(1, ge=1, description="Ray Train workers")
     train_use_gpu: bool = Field(False, description="one GPU per Ray Train worker")
     train_cpus_per_worker: int | None = Field(
-        None, ge=1, description="CPUs per worker (default: the cluster's CPUs / workers)"
+        None, ge=1, description="CPUs per worker (default: the free CPUs / workers)"
     )
     train_storage_dir: Path | None = Field(
         None, description="Ray Train storage (default: <data_dir>/ray_results)"

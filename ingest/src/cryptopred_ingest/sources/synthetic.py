@@ -2,12 +2,16 @@
 
 Each pair has its own random stream derived from (seed, pair), so adding a pair does not change
 another pair's trades, and the same seed always yields byte-identical trades.
+
+`momentum` plants a learnable signal: each minute's log return gains `momentum` times the
+previous minute's (an AR(1) drift, added at the minute's first trade). With 0 the prices are a
+random walk that no model can forecast better than persistence.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +61,16 @@ def pair_model(pair: str) -> PairModel:
 
 
 class _PairStream:
-    def __init__(self, pair: str, seed: int) -> None:
+    def __init__(
+        self, pair: str, seed: int, momentum: float = 0.0, price: float | None = None
+    ) -> None:
         self.pair = pair
+        self.momentum = momentum
+        self.last_minute_return = 0.0
         self.model = pair_model(pair)
         key = zlib.crc32(pair.encode())
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, key]))
-        self.log_price = float(np.log(self.model.price))
+        self.log_price = float(np.log(price or self.model.price))
         self.regime = 0
         self.trade_id = 0
         self.last_ts_ms = 0
@@ -84,6 +92,8 @@ class _PairStream:
         vol = _VOL_PER_S[regimes[np.minimum((ts_ms - start_ms) // MINUTE_MS, minutes - 1)]]
         shocks = rng.standard_t(4, size=n) / np.sqrt(2.0)  # unit variance, heavy tails
         steps = vol * np.sqrt(np.maximum(gaps_s, 0.001)) * shocks
+        if self.momentum:
+            steps = self._with_momentum(steps, (ts_ms - start_ms) // MINUTE_MS, minutes)
         log_prices = self.log_price + np.cumsum(steps)
         self.log_price = float(log_prices[-1])
         prices = np.round(np.exp(log_prices), model.decimals)
@@ -115,12 +125,42 @@ class _PairStream:
         ]
         return ts_ms, trades
 
+    def _with_momentum(
+        self, steps: npt.NDArray[np.float64], minute_of: npt.NDArray[np.int64], minutes: int
+    ) -> npt.NDArray[np.float64]:
+        """Add `momentum` x the previous minute's return to each minute's first trade."""
+        noise = np.bincount(minute_of, weights=steps, minlength=minutes)
+        counts = np.bincount(minute_of, minlength=minutes)
+        first = np.searchsorted(minute_of, np.arange(minutes))
+        out = steps.copy()
+        previous = self.last_minute_return
+        for m in range(minutes):
+            if counts[m] == 0:
+                previous = 0.0  # no trade, no move
+                continue
+            drift = self.momentum * previous
+            out[first[m]] += drift
+            previous = float(noise[m]) + drift
+        self.last_minute_return = previous
+        return out
+
 
 def generate(
-    pairs: Sequence[str], days: float, seed: int, start_ms: int = DEFAULT_START_MS
+    pairs: Sequence[str],
+    days: float,
+    seed: int,
+    start_ms: int = DEFAULT_START_MS,
+    momentum: float = 0.0,
+    start_prices: Mapping[str, float] | None = None,
 ) -> Iterator[Batch]:
-    """Batches of trades of every pair, one hour at a time, in time order within each batch."""
-    streams = [_PairStream(p, seed) for p in pairs]
+    """Batches of trades of every pair, one hour at a time, in time order within each batch.
+
+    `start_prices` replaces the model's starting price of a pair (to go on from earlier data).
+    """
+    if not -1.0 < momentum < 1.0:
+        raise ValueError(f"momentum must be in (-1, 1), got {momentum}")
+    prices = start_prices or {}
+    streams = [_PairStream(p, seed, momentum, prices.get(p)) for p in pairs]
     end_ms = start_ms + int(days * 86_400_000)
     block_start_ms = start_ms
     while block_start_ms < end_ms:

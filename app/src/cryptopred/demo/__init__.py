@@ -1,0 +1,1 @@
+"""`cryptopred demo`: the whole system on the embedded stack, from trades to served forecasts."""

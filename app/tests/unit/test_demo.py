@@ -1,0 +1,78 @@
+"""The demo's settings and its status view, rendered from a hand-made snapshot."""
+
+import pytest
+from rich.console import Console
+
+from cryptopred.demo.settings import DemoSettings, load_demo_settings
+from cryptopred.demo.view import PairView, Snapshot, render
+from cryptopred.settings import SettingsError
+
+TS = 1_795_669_080_000  # 2026-11-26 04:58:00 UTC
+
+
+def test_settings_defaults_env_and_one_line_errors(monkeypatch):
+    settings = DemoSettings()
+    assert settings.demo_source == "kraken" and settings.history_days == 1.0
+    assert settings.demo_pairs == ["BTC/USD", "ETH/USD"]
+    monkeypatch.setenv("CRYPTOPRED_DEMO_SOURCE", "synthetic")
+    monkeypatch.setenv("CRYPTOPRED_DEMO_PAIRS", "sol-usd, xrp/eur")
+    settings = load_demo_settings()
+    assert settings.history_days == 7.0 and settings.demo_pairs == ["SOL/USD", "XRP/EUR"]
+    with pytest.raises(SettingsError, match="CRYPTOPRED_DEMO_SOURCE"):
+        load_demo_settings(demo_source="binance")
+    with pytest.raises(SettingsError, match="CRYPTOPRED_DEMO_PAIRS"):
+        load_demo_settings(demo_pairs="BTCUSD")
+    with pytest.raises(SettingsError, match="CRYPTOPRED_DEMO_MOMENTUM"):
+        load_demo_settings(demo_momentum=1.5)
+
+
+def _text(snapshot: Snapshot) -> str:
+    console = Console(width=200, record=True)
+    console.print(render(snapshot))
+    return console.export_text()
+
+
+def test_render_shows_stages_pairs_forecasts_and_urls():
+    snapshot = Snapshot(
+        taken_ms=TS,
+        stages=[
+            {
+                "actor": "stream-candles-0",
+                "consumed": 182_305,
+                "consumed_per_s": 641.4,
+                "lag_total": 12,
+                "dead": 3,
+                "last_event_ms": TS,
+            },
+            {"actor": "stream-sink-0", "error": "GetTimeoutError: no answer"},
+        ],
+        pairs=[
+            PairView(
+                "BTC/USD",
+                last_candle={"window_start_ms": TS, "close": 95657.1, "final": False},
+                champion="BTC-USD-60s v2",
+                live=[
+                    {"horizon_seconds": 300, "mae": 9.0, "persistence_mae": 9.5, "n": 4},
+                    {"horizon_seconds": 60, "mae": 1.25, "persistence_mae": 1.5, "n": 40},
+                ],
+                prediction={
+                    "predicted_close": 95700.0,
+                    "lower": 95600.0,
+                    "upper": 95800.0,
+                    "horizon_seconds": 60,
+                    "target_ts_ms": TS + 120_000,
+                },
+            ),
+            PairView("ETH/USD"),
+        ],
+        urls={"API": "http://127.0.0.1:8000/v1/predictions/BTC-USD"},
+    )
+    text = _text(snapshot)
+    assert "stream-candles-0" in text and "182,305" in text and "641" in text
+    assert "2026-11-26 04:58:00" in text
+    assert "GetTimeoutError" in text
+    assert "BTC-USD-60s v2" in text and "none yet" in text  # ETH has no champion
+    assert "1.25 (40 @ 60s)" in text and "1.5" in text  # the shortest horizon's live MAE
+    assert "95700 [95600, 95800] +60s at 2026-11-26 05:00:00" in text
+    assert "open" in text
+    assert "http://127.0.0.1:8000/v1/predictions/BTC-USD" in text
