@@ -74,4 +74,8 @@ clean: ## Remove caches (keeps .data/)
 dashboards: sync ## Regenerate the Grafana dashboards' JSON in dashboards/ from cryptopred.dashboards
 	$(RUN) python -m cryptopred.dashboards
 
+.PHONY: settings-doc
+settings-doc: sync ## Regenerate the README's settings table from the settings classes
+	$(RUN) python -m cryptopred.settings_doc --write README.md
+
 include kuberay/Makefile.mk
