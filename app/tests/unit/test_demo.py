@@ -76,3 +76,20 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
     assert "95700 [95600, 95800] +60s at 2026-11-26 05:00:00" in text
     assert "open" in text
     assert "http://127.0.0.1:8000/v1/predictions/BTC-USD" in text
+
+
+def test_kraken_demo_offline_fails_in_seconds_naming_the_way_out():
+    import time
+
+    from cryptopred.demo.flow import Demo, DemoError
+    from cryptopred.stack.process import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    demo = Demo(
+        DemoSettings(demo_source="kraken"), lambda _: None, {"ingest": {"kraken_rest_url": closed}}
+    )
+    started = time.monotonic()
+    with pytest.raises(DemoError, match="SOURCE=synthetic") as caught:
+        demo._backfill(now_ms=1_795_669_080_000, days=1.0)
+    assert closed in str(caught.value) and "\n" not in str(caught.value)
+    assert time.monotonic() - started < 15

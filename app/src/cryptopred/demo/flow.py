@@ -160,7 +160,18 @@ class Demo:
         from cryptopred.kafka import make_producer
         from cryptopred_ingest.backfill import CursorStore, backfill, client_from_settings
         from cryptopred_ingest.publish import Publisher
+        from cryptopred_ingest.sources.kraken_rest import rest_pair
 
+        probe = (
+            f"{self.ingest.kraken_rest_url}/0/public/Trades"
+            f"?pair={rest_pair(self.pairs[0])}&since={now_ms * 1_000_000}"
+        )
+        status, _ = http_json(probe, timeout_s=self.ingest.rest_timeout_s)
+        if status != 200:  # fail in seconds, not after the backfill's retries
+            raise DemoError(
+                f"Kraken REST at {self.ingest.kraken_rest_url} does not answer (GET {probe}: "
+                f"{status or 'no connection'}); offline, run `make demo SOURCE=synthetic`"
+            )
         since_ns = (now_ms - int(days * 86_400_000)) * 1_000_000
         self.say(f"Kraken REST backfill of the last {days:g} days (resumable) ...")
         publisher = Publisher(
