@@ -21,6 +21,7 @@ from cryptopred.stack.process import (
     ProcessRecord,
     free_port,
     http_ok,
+    last_line,
     port_in_use,
     read_record,
     spawn,
@@ -366,8 +367,7 @@ def _pg_bin_dir() -> Path:
 
 
 def _tail(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no output"
+    return last_line(text) or "no output"
 
 
 def all_parts(settings: Settings) -> list[Part]:

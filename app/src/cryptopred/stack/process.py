@@ -191,10 +191,14 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
+def last_line(text: str, width: int = 300) -> str:
+    """The last non-blank line of `text`, cut to `width` ("" when there is none)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:width] if lines else ""
+
+
 def _last_line(log_path: Path | None) -> str:
     if log_path is None or not log_path.exists():
         return ""
-    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    return (
-        f" (last log line: {lines[-1][:200]}; log: {log_path})" if lines else f" (log: {log_path})"
-    )
+    line = last_line(log_path.read_text(errors="replace"), 200)
+    return f" (last log line: {line}; log: {log_path})" if line else f" (log: {log_path})"
