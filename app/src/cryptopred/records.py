@@ -32,6 +32,23 @@ def _pair(value: str) -> None:
         raise RecordError(f"pair: malformed {value!r}, expected BASE/QUOTE like BTC/USD")
 
 
+_GOOD_PAIRS: set[str] = set()  # pairs whose pattern was checked (a regex costs ~1 us/record)
+_GOOD_PAIRS_MAX = 10_000
+_INF = math.inf
+
+
+def _known_pair(value: str) -> bool:
+    """Whether `value` matches the pair pattern, remembering the pairs that do."""
+    if value in _GOOD_PAIRS:
+        return True
+    if not _PAIR.match(value):
+        return False
+    if len(_GOOD_PAIRS) >= _GOOD_PAIRS_MAX:
+        _GOOD_PAIRS.clear()
+    _GOOD_PAIRS.add(value)
+    return True
+
+
 def _positive(name: str, value: float) -> None:
     if not math.isfinite(value) or value <= 0:
         raise RecordError(f"{name}: must be a finite number > 0, got {value!r}")
@@ -70,15 +87,15 @@ class Trade(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _Price = Annotated[float, msgspec.Meta(gt=0)]
-_PairText = Annotated[str, msgspec.Meta(pattern=_PAIR.pattern)]
 _TsMs = Annotated[int, msgspec.Meta(ge=MIN_TS_MS, lt=MAX_TS_MS)]
 
 
 class TradeWire(msgspec.Struct, frozen=True, kw_only=True):
     """The same record as Trade, for the hot decode path of the candle stage: the same rules
-    are checked by msgspec's C decoder (JSON has no NaN or infinity), without __post_init__."""
+    are checked by msgspec's C decoder (JSON has no NaN or infinity), without __post_init__;
+    the pair's pattern is checked by `decode_trade_wire` once per distinct pair."""
 
-    pair: _PairText
+    pair: str
     price: _Price
     qty: _Price
     side: Literal["buy", "sell"]
@@ -108,6 +125,32 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _validate_candle(c: Candle) -> None:
+    """The rules below in one expression (records are decoded at every stage); a failing
+    record is explained by `_explain_candle`, which checks them one by one."""
+    o, h, lo, cl, secs, start = c.open, c.high, c.low, c.close, c.candle_seconds, c.window_start_ms
+    if (
+        secs > 0
+        and MIN_TS_MS <= start < MAX_TS_MS
+        and start % (secs * 1000) == 0
+        and c.window_end_ms == start + secs * 1000
+        and 0.0 < o < _INF
+        and 0.0 < h < _INF
+        and 0.0 < lo < _INF
+        and 0.0 < cl < _INF
+        and 0.0 < c.vwap < _INF
+        and 0.0 <= c.volume < _INF
+        and c.n_trades >= 0
+        and lo <= o
+        and lo <= cl
+        and h >= o
+        and h >= cl
+        and _known_pair(c.pair)
+    ):
+        return
+    _explain_candle(c)
+
+
+def _explain_candle(c: Candle) -> None:
     _pair(c.pair)
     if c.candle_seconds <= 0:
         raise RecordError(f"candle_seconds: must be > 0, got {c.candle_seconds}")
@@ -180,10 +223,18 @@ class IndicatorRow(Candle, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _validate_candle(self)
+        values = msgspec.structs.astuple(self)[_N_CANDLE_FIELDS:]
+        # one C-level sum: finite unless some value is not (or the sum overflows)
+        if math.isfinite(sum(filter(None, values))):  # (None and 0.0 dropped)
+            return
         for name in INDICATOR_COLUMNS:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise RecordError(f"{name}: must be finite or null, got {value!r}")
+
+
+_N_CANDLE_FIELDS = len(Candle.__struct_fields__)
+assert IndicatorRow.__struct_fields__[_N_CANDLE_FIELDS:] == INDICATOR_COLUMNS
 
 
 class Prediction(msgspec.Struct, frozen=True, kw_only=True):
@@ -287,9 +338,20 @@ def decode(data: bytes | str, kind: type[R]) -> R:
         raise RecordError(f"malformed JSON: {exc}") from None
 
 
+_trade_wire = msgspec.json.Decoder(TradeWire).decode
+
+
 def decode_trade_wire(data: bytes | str) -> TradeWire:
-    """A trade from JSON, validated by msgspec's C decoder only (the candle stage's hot path)."""
-    return decode(data, TradeWire)
+    """A trade from JSON, validated by msgspec's C decoder (the candle stage's hot path)."""
+    try:
+        trade = _trade_wire(data)
+    except msgspec.ValidationError as exc:
+        raise RecordError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"malformed JSON: {exc}") from None
+    if trade.pair not in _GOOD_PAIRS and not _known_pair(trade.pair):
+        _pair(trade.pair)  # raises, naming the pair
+    return trade
 
 
 def to_dict(record: msgspec.Struct) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 import pytest
 
 from cryptopred.db import connect, create_schema, fetch_all, upsert
-from cryptopred.records import Candle
+from cryptopred.db.rows import StreamCheckpoint
+from cryptopred.records import Candle, IndicatorRow, to_dict
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,11 @@ def test_upserting_the_same_rows_twice_leaves_one_row_each(postgres):
         # duplicates inside one batch are folded too
         batch = candles() + candles(close_shift=2.0)
         upsert(conn, "candles", batch, "postgres")
-        rows = fetch_all(conn, "SELECT count(*) AS n, max(close) AS hi FROM candles")
+        rows = fetch_all(
+            conn,
+            "SELECT count(*) AS n, max(close) AS hi FROM candles WHERE pair = %s",
+            ("BTC/USD",),
+        )
         assert rows[0]["n"] == 50 and rows[0]["hi"] == 107.0
 
 
@@ -61,3 +66,68 @@ def test_values_are_parameters_not_sql(postgres):
         rows = fetch_all(conn, "SELECT count(*) AS n FROM candles WHERE pair = %s", (evil["pair"],))
         assert rows[0]["n"] == 0
         assert fetch_all(conn, "SELECT to_regclass('candles') IS NOT NULL AS ok")[0]["ok"]
+
+
+def test_batched_struct_rows_read_back_exactly(postgres):
+    """Struct rows travel as one JSON batch: floats, nulls, booleans and text come back as sent."""
+    start = 1_700_000_040_000
+    awkward = [0.1 + 0.2, 1e-300, 5e-324, 1.7976931348623157e308, 123456789.12345679, 2.0 / 3]
+    rows = [
+        IndicatorRow(
+            pair="EXA/USD",
+            candle_seconds=60,
+            window_start_ms=start + i * 60_000,
+            window_end_ms=start + (i + 1) * 60_000,
+            open=x,
+            high=x,
+            low=x,
+            close=x,
+            volume=0.0,
+            vwap=x,
+            n_trades=2**40 + i,
+            final=i % 2 == 0,
+            sma_7=None if i % 3 else -x,
+            obv=-x,
+        )
+        for i, x in enumerate(awkward)
+    ]
+    state = '{"pairs":{"É/€":[1,"a\\"b\\\\c\\n\\t"]}}'
+    checkpoint = StreamCheckpoint(
+        group_id="g'; --", topic="trades", partition=1, offset=42, state=state, updated_ms=7
+    )
+    with connect(postgres.db_url) as conn:
+        create_schema(conn, "postgres")
+        conn.execute("DELETE FROM technical_indicators WHERE pair = 'EXA/USD'")
+        assert upsert(conn, "technical_indicators", rows, "postgres") == len(rows)
+        got = fetch_all(
+            conn,
+            "SELECT * FROM technical_indicators WHERE pair = 'EXA/USD' ORDER BY window_start_ms",
+        )
+        assert [IndicatorRow(**r) for r in got] == rows
+        upsert(conn, "stream_checkpoints", [checkpoint], "postgres")
+        back = fetch_all(conn, "SELECT * FROM stream_checkpoints WHERE group_id = %s", ("g'; --",))
+        assert [StreamCheckpoint(**r) for r in back] == [checkpoint]
+
+
+@pytest.mark.parametrize("as_mapping", [False, True])
+def test_an_open_row_never_replaces_a_final_one(postgres, as_mapping):
+    def row(close, final):
+        c = candles(close_shift=close)[0]
+        c = Candle(**{**to_dict(c), "pair": "FIN/USD", "final": final})
+        return to_dict(c) if as_mapping else c
+
+    def stored():
+        rows = fetch_all(conn, "SELECT close, final FROM candles WHERE pair = 'FIN/USD'")
+        return [(r["close"], r["final"]) for r in rows]
+
+    with connect(postgres.db_url) as conn:
+        create_schema(conn, "postgres")
+        conn.execute("DELETE FROM candles WHERE pair = 'FIN/USD'")
+        upsert(conn, "candles", [row(0.0, False)], "postgres")
+        upsert(conn, "candles", [row(1.0, False)], "postgres")  # open over open: replaced
+        assert stored() == [(106.0, False)]
+        upsert(conn, "candles", [row(2.0, True)], "postgres")  # final over open: replaced
+        upsert(conn, "candles", [row(3.0, False)], "postgres")  # a late open: ignored
+        assert stored() == [(107.0, True)]
+        upsert(conn, "candles", [row(2.0, True)], "postgres")  # a replayed final: same row
+        assert stored() == [(107.0, True)]

@@ -1,7 +1,7 @@
 import pytest
 
 from cryptopred import tables
-from cryptopred.db.access import ddl, upsert_statement
+from cryptopred.db.access import ddl, upsert_json_statement, upsert_statement
 from cryptopred.db.schema import TABLES
 from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
 
@@ -34,6 +34,17 @@ def test_upserts_per_dialect_are_parameterised():
     rw = text(upsert_statement(TABLES["candles"], "risingwave"))
     assert "ON CONFLICT" not in rw and "%s" in rw
     assert '"pair" VARCHAR' in text(ddl(TABLES["candles"], "risingwave"))
+
+
+def test_postgres_upserts_never_turn_a_final_row_open():
+    guard = 'WHERE NOT "candles"."final" OR EXCLUDED."final"'
+    assert text(upsert_statement(TABLES["candles"], "postgres")).endswith(guard)
+    assert text(upsert_json_statement(TABLES["candles"])).endswith(guard)
+    assert "json_populate_recordset" in text(upsert_json_statement(TABLES["candles"]))
+    ti = text(upsert_json_statement(TABLES["technical_indicators"]))
+    assert ti.endswith('WHERE NOT "technical_indicators"."final" OR EXCLUDED."final"')
+    assert "WHERE" not in text(upsert_statement(TABLES["predictions"], "postgres"))
+    assert "WHERE" not in text(upsert_json_statement(TABLES["predictions"]))
 
 
 def test_unknown_dialect_is_refused():

@@ -1,5 +1,7 @@
 import math
+from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from cryptopred.records import (
@@ -9,9 +11,12 @@ from cryptopred.records import (
     Prediction,
     RecordError,
     Trade,
+    _explain_candle,  # the rule-by-rule reference
     decode,
+    decode_trade_wire,
     encode,
     field_names,
+    to_dict,
 )
 
 TS = 1_700_000_000_000
@@ -91,6 +96,30 @@ def test_decoding_bad_payloads_names_the_problem(payload, words):
     assert words in info.value.reason
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("pair", "BTCUSD", "pair: malformed"),
+        ("pair", "btc/usd", "pair: malformed"),
+        ("price", -1.0, "price"),
+        ("qty", 0.0, "qty"),
+        ("ts_ms", 1_700_000_000, "ts_ms"),
+        ("trade_id", -3, "trade_id"),
+        ("source", "", "source"),
+        ("side", "hold", "side"),
+    ],
+)
+def test_the_wire_decoder_checks_what_trade_checks(field, value, words):
+    good = trade()
+    wire = decode_trade_wire(encode(good))
+    assert to_dict(wire) == to_dict(good)
+    raw = msgspec.json.encode({**to_dict(good), field: value})
+    for _ in range(2):  # the pair check is cached for good pairs only
+        with pytest.raises(RecordError) as info:
+            decode_trade_wire(raw)
+        assert words in info.value.reason
+
+
 def test_candle_invariants():
     assert candle().close == 11.0
     with pytest.raises(RecordError, match="window_end_ms"):
@@ -101,6 +130,41 @@ def test_candle_invariants():
         candle(high=10.5)
     with pytest.raises(RecordError, match="volume"):
         candle(volume=-1.0)
+
+
+_ODD_VALUES = (math.nan, math.inf, -math.inf, -1.0, 0.0, 8.5, 9.0, 12.0, 13.0, 1e308)
+
+
+@pytest.mark.parametrize("field", [f for f in field_names(Candle) if f != "final"])
+def test_the_one_expression_candle_check_agrees_with_the_rule_by_rule_one(field):
+    odd = {
+        "pair": ["BTCUSD", "btc/usd", "ETH/EUR", ""],
+        "candle_seconds": [-60, 0, 1, 30, 300],
+        "window_start_ms": [0, 1_699_999_980_001, 1_699_999_920_000, 4_102_444_800_000],
+        "window_end_ms": [0, 1_700_000_039_999, 1_700_000_100_000],
+        "n_trades": [-1, 0, 10**12],
+    }.get(field, _ODD_VALUES)
+    for value in odd:
+        kw = {**to_dict(candle()), field: value}
+        try:
+            _explain_candle(SimpleNamespace(**kw))  # the rules one by one, on unchecked values
+            expected = None
+        except RecordError as exc:
+            expected = exc.reason
+        try:
+            Candle(**kw)
+            got = None
+        except RecordError as exc:
+            got = exc.reason
+        assert got == expected, (field, value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_any_non_finite_indicator_is_named_even_beside_large_ones(value):
+    base = to_dict(candle())
+    assert IndicatorRow(**base, sma_7=1e308, sma_14=1e308, obv=0.0).sma_7 == 1e308  # sum overflows
+    with pytest.raises(RecordError, match="mfi_14"):
+        IndicatorRow(**base, sma_7=1e308, mfi_14=value)
 
 
 def test_indicator_row_extends_candle_and_rejects_nan_indicators():

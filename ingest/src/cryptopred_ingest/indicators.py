@@ -109,16 +109,24 @@ SPECS = _specs()
 assert sorted(c for s in SPECS for c in s.columns) == sorted(INDICATOR_COLUMNS)
 
 
-def _clean(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+COLUMNS = tuple(c for s in SPECS for c in s.columns)  # the order in which SPECS give values
+_OBV_AT = COLUMNS.index("obv")
+# per spec: where its inputs sit in a candle's (open, high, low, close, volume) tuple
+_PICKS = tuple(tuple(_INPUTS.index(k) for k in s.inputs) for s in SPECS)
+_NAN = float("nan")
 
 
-def _args(spec: Spec, c: Candle) -> tuple[float, ...]:
-    return tuple(float(getattr(c, k)) for k in spec.inputs)
+def _inputs(c: Candle) -> tuple[float, ...]:
+    return (float(c.open), float(c.high), float(c.low), float(c.close), float(c.volume))
 
 
-def _outputs(result: Any) -> tuple[float, ...]:
-    return tuple(result) if isinstance(result, tuple) else (float(result),)
+def _call(method: Any, pick: tuple[int, ...], x: tuple[float, ...], raw: list[float]) -> None:
+    """Call a handle's update/peek with the inputs `pick` selects; append its outputs to `raw`."""
+    result = method(x[pick[0]]) if len(pick) == 1 else method(*[x[j] for j in pick])
+    if type(result) is tuple:
+        raw.extend(result)
+    else:
+        raw.append(result)
 
 
 def _flat(after: Candle, start_ms: int, final: bool) -> Candle:
@@ -141,10 +149,16 @@ def _flat(after: Candle, start_ms: int, final: bool) -> Candle:
 
 
 class _Series:
-    """Handles and state of one (pair, candle_seconds)."""
+    """Handles and state of one (pair, candle_seconds).
+
+    Values travel as lists in `COLUMNS` order (NaN while a handle cannot give one, None after
+    cleaning); once every handle is open, `updates` holds their bound `update` methods, so a
+    final candle costs one call per spec and no per-spec lookups.
+    """
 
     def __init__(self) -> None:
         self.handles: list[Any | None] = [None] * len(SPECS)
+        self.updates: list[tuple[Any, tuple[int, ...]]] | None = None  # set once all are open
         self.history: list[Candle] = []  # finals kept only while some handle is not open yet
         self.last: Candle | None = None  # last final candle
         self.pending: dict[int, Candle] = {}  # latest open candle per window after `last`
@@ -154,61 +168,75 @@ class _Series:
         rows = [*self.history, *extra]
         return {k: np.array([getattr(c, k) for c in rows], dtype=np.float64) for k in _INPUTS}
 
-    def apply_final(self, candle: Candle) -> dict[str, float | None]:
-        """Commit one final candle; return its indicator values."""
-        values: dict[str, float | None] = {}
+    def opened(self) -> None:
+        """Switch to the fast path once every handle is open (history is no longer needed)."""
+        handles = [h for h in self.handles if h is not None]
+        if len(handles) == len(SPECS):
+            self.history.clear()
+            self.updates = [(h.update, pick) for h, pick in zip(handles, _PICKS, strict=True)]
+
+    def apply_final(self, candle: Candle) -> list[float | None]:
+        """Commit one final candle; return its indicator values in `COLUMNS` order."""
+        x = _inputs(candle)
+        raw: list[float] = []
+        self.last = candle
+        if self.updates is not None:  # the hot path, _call inlined
+            for update, pick in self.updates:
+                result = update(x[pick[0]]) if len(pick) == 1 else update(*[x[j] for j in pick])
+                if type(result) is tuple:
+                    raw.extend(result)
+                else:
+                    raw.append(result)
+            return self._clean(raw)
         self.history.append(candle)
         arrays: dict[str, np.ndarray] | None = None
         for i, spec in enumerate(SPECS):
             handle = self.handles[i]
-            outs: tuple[float, ...] | None = None
             if handle is not None:
-                outs = _outputs(handle.update(*_args(spec, candle)))
-            else:
-                arrays = arrays if arrays is not None else self.arrays()
-                try:
-                    self.handles[i], outs = spec.open(arrays)
-                except InsufficientHistory:
-                    outs = None
-            self._store(spec, outs, values)
-        if all(h is not None for h in self.handles):
-            self.history.clear()
-        self.last = candle
-        return values
+                _call(handle.update, _PICKS[i], x, raw)
+                continue
+            arrays = arrays if arrays is not None else self.arrays()
+            try:
+                self.handles[i], outs = spec.open(arrays)
+            except InsufficientHistory:
+                outs = (_NAN,) * len(spec.columns)
+            raw.extend(outs)
+        self.opened()
+        return self._clean(raw)
 
-    def evaluate_open(self, candle: Candle, before: Sequence[Candle]) -> dict[str, float | None]:
+    def evaluate_open(self, candle: Candle, before: Sequence[Candle]) -> list[float | None]:
         """Indicator values if `candle` closed now after the open windows `before` it."""
-        values: dict[str, float | None] = {}
+        x = _inputs(candle)
+        xs_before = [_inputs(c) for c in before]
+        raw: list[float] = []
         arrays: dict[str, np.ndarray] | None = None
         for i, spec in enumerate(SPECS):
             handle = self.handles[i]
-            outs: tuple[float, ...] | None = None
             if handle is not None:
-                if before:
+                if xs_before:
                     handle = handle.copy()
-                    for c in before:
-                        handle.update(*_args(spec, c))
-                outs = _outputs(handle.peek(*_args(spec, candle)))
-            else:
-                arrays = arrays if arrays is not None else self.arrays([*before, candle])
-                try:
-                    outs = spec.open(arrays)[1]
-                except InsufficientHistory:
-                    outs = None
-            self._store(spec, outs, values)
+                    ignored: list[float] = []
+                    for xb in xs_before:
+                        _call(handle.update, _PICKS[i], xb, ignored)
+                _call(handle.peek, _PICKS[i], x, raw)
+                continue
+            arrays = arrays if arrays is not None else self.arrays([*before, candle])
+            try:
+                outs = spec.open(arrays)[1]
+            except InsufficientHistory:
+                outs = (_NAN,) * len(spec.columns)
+            raw.extend(outs)
+        return self._clean(raw)
+
+    def _clean(self, raw: list[float]) -> list[float | None]:
+        values: list[float | None] = [v if math.isfinite(v) else None for v in raw]
+        obv = values[_OBV_AT]
+        if obv is not None:
+            values[_OBV_AT] = obv + self.obv_offset
         return values
 
-    def _store(
-        self, spec: Spec, outs: tuple[float, ...] | None, values: dict[str, float | None]
-    ) -> None:
-        for j, column in enumerate(spec.columns):
-            value = None if outs is None else _clean(outs[j])
-            if column == "obv" and value is not None:
-                value += self.obv_offset
-            values[column] = value
 
-
-def _row(candle: Candle, values: dict[str, float | None]) -> IndicatorRow:
+def _row(candle: Candle, values: list[float | None]) -> IndicatorRow:
     return IndicatorRow(
         pair=candle.pair,
         candle_seconds=candle.candle_seconds,
@@ -222,7 +250,7 @@ def _row(candle: Candle, values: dict[str, float | None]) -> IndicatorRow:
         vwap=candle.vwap,
         n_trades=candle.n_trades,
         final=candle.final,
-        **values,
+        **dict(zip(COLUMNS, values, strict=True)),
     )
 
 
@@ -253,7 +281,9 @@ class IndicatorEngine:
                     gap = _flat(series.last or last, start, True)  # missing: flat, as upstream
                     rows.append(_row(gap, series.apply_final(gap)))
             rows.append(_row(candle, series.apply_final(candle)))
-            series.pending = {s: c for s, c in series.pending.items() if s > candle.window_start_ms}
+            if series.pending:
+                start = candle.window_start_ms
+                series.pending = {s: c for s, c in series.pending.items() if s > start}
             return rows
         series.pending[candle.window_start_ms] = candle
         before: list[Candle] = []
@@ -286,6 +316,5 @@ class IndicatorEngine:
                 and last_row.window_start_ms == candles[-1].window_start_ms
             ):
                 series.obv_offset = last_row.obv - outs[0]
-        if all(h is not None for h in series.handles):
-            series.history.clear()
+        series.opened()
         series.last = candles[-1]

@@ -123,12 +123,8 @@ class CandleBuilder:
                     w.high = price
                 elif price < w.low:
                     w.low = price
-                pv = price * qty
-                w.volume += qty
-                w.pv += pv
-                w.qtys.append(qty)
-                w.pvs.append(pv)
-                w.n += 1
+                w.qtys.append(qty)  # sums (and the count) are taken when a candle is emitted
+                w.pvs.append(price * qty)
                 w.dirty = True
         if late is not None:
             self._reject(trade, ps, tuple(late), partition, offset)
@@ -187,7 +183,7 @@ class CandleBuilder:
         while nxt + width <= wm:
             w = lane.windows.pop(nxt, None)
             if w is not None:
-                out.append(self._final(ps.name, lane, w))
+                out.append(self._candle(ps.name, lane, w, final=True))
                 lane.prev_close = w.close
             elif lane.prev_close is not None:
                 p = lane.prev_close
@@ -212,7 +208,7 @@ class CandleBuilder:
         lane.next_close_ms = nxt
 
     @staticmethod
-    def _final(pair: str, lane: Lane, w: Window) -> Candle:
+    def _candle(pair: str, lane: Lane, w: Window, final: bool) -> Candle:
         volume = math.fsum(w.qtys)
         return Candle(
             pair=pair,
@@ -225,28 +221,13 @@ class CandleBuilder:
             close=w.close,
             volume=volume,
             vwap=math.fsum(w.pvs) / volume,
-            n_trades=w.n,
-            final=True,
+            n_trades=len(w.qtys),
+            final=final,
         )
 
     def _emit_open(self, ps: PairState, lane: Lane, w: Window) -> None:
         w.dirty = False
-        self._out.candles.append(
-            Candle(
-                pair=ps.name,
-                candle_seconds=lane.candle_seconds,
-                window_start_ms=w.start_ms,
-                window_end_ms=w.start_ms + lane.width_ms,
-                open=w.open,
-                high=w.high,
-                low=w.low,
-                close=w.close,
-                volume=w.volume,
-                vwap=w.pv / w.volume,
-                n_trades=w.n,
-                final=False,
-            )
-        )
+        self._out.candles.append(self._candle(ps.name, lane, w, final=False))
 
     def observe_clock(self, now_ms: int) -> None:
         """Record the wall time of the trades about to be added, without closing anything.

@@ -18,15 +18,12 @@ class Window:
         "first_offset",
         "high",
         "low",
-        "n",
         "open",
         "open_id",
         "open_ts",
-        "pv",
         "pvs",
         "qtys",
         "start_ms",
-        "volume",
     )
 
     def __init__(self, start_ms: int, price: float, qty: float, ts: int, tid: int) -> None:
@@ -34,11 +31,8 @@ class Window:
         self.open = self.high = self.low = self.close = price
         self.open_ts = self.close_ts = ts
         self.open_id = self.close_id = tid
-        self.volume = qty
-        self.pv = price * qty
-        self.qtys = [qty]
-        self.pvs = [self.pv]
-        self.n = 1
+        self.qtys = [qty]  # every trade's qty and price * qty, for exact sums (math.fsum)
+        self.pvs = [price * qty]
         self.dirty = True
         self.first_offset: int | None = None
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -69,11 +71,50 @@ def upsert_statement(table: Table, dialect: str) -> sql.Composed:
         for n in names
         if n not in table.primary_key
     ]
-    return sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(
+    return sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}{}").format(
         insert,
         sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key),
         sql.SQL(", ").join(updates),
+        _final_guard(table),
     )
+
+
+def _final_guard(table: Table) -> sql.Composable:
+    """Postgres: a final row (candle or indicator row of a closed window) is never replaced by
+    an open one, so an open update that reaches the DB late cannot undo its window's close."""
+    if "final" not in table.column_names:
+        return sql.SQL("")
+    return sql.SQL(" WHERE NOT {}.{} OR EXCLUDED.{}").format(
+        sql.Identifier(table.name), sql.Identifier("final"), sql.Identifier("final")
+    )
+
+
+def upsert_json_statement(table: Table) -> sql.Composed:
+    """Postgres: one statement that upserts a whole batch given as one JSON array of rows.
+
+    `json_populate_recordset` parses the rows on the server with each column's own input
+    function (floats round-trip exactly), so a batch is a single parameter and a single round
+    trip instead of one bound statement per row.
+    """
+    names = sql.SQL(", ").join(sql.Identifier(n) for n in table.column_names)
+    updates = [
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n))
+        for n in table.column_names
+        if n not in table.primary_key
+    ]
+    return sql.SQL(
+        "INSERT INTO {0} ({1}) SELECT {1} FROM json_populate_recordset(NULL::{0}, %s::json) "
+        "ON CONFLICT ({2}) DO UPDATE SET {3}{4}"
+    ).format(
+        sql.Identifier(table.name),
+        names,
+        sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key),
+        sql.SQL(", ").join(updates),
+        _final_guard(table),
+    )
+
+
+_json_encoder = msgspec.json.Encoder()
 
 
 def _row_values(row: msgspec.Struct | Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
@@ -94,27 +135,37 @@ def upsert(
     if not rows:
         return 0
     table = TABLES[table_name]
-    statement = upsert_statement(table, dialect)
+    structs = all(isinstance(r, msgspec.Struct) for r in rows)
     if dialect == "postgres":
-        rows = _last_per_key(table, rows)
-    values = [_row_values(r, table.column_names) for r in rows]
-    with conn.cursor() as cur:
-        cur.executemany(statement, values)
-        if dialect == "risingwave":
-            cur.execute("FLUSH")
+        rows = _last_per_key(table, rows, structs)
+    if dialect == "postgres" and structs:
+        # record structs encode to exactly the table's columns (a mapping may hold other types)
+        conn.execute(_json_statement(table_name), (_json_encoder.encode(rows).decode(),))
+    else:
+        statement = upsert_statement(table, dialect)
+        values = [_row_values(r, table.column_names) for r in rows]
+        with conn.cursor() as cur:
+            cur.executemany(statement, values)
+            if dialect == "risingwave":
+                cur.execute("FLUSH")
     if commit and not conn.autocommit:
         conn.commit()
-    return len(values)
+    return len(rows)
+
+
+@cache
+def _json_statement(table_name: str) -> bytes:
+    """Rendered once: composing the identifiers costs more than the batch's JSON."""
+    return upsert_json_statement(TABLES[table_name]).as_bytes(None)
 
 
 def _last_per_key(
-    table: Table, rows: Sequence[msgspec.Struct | Mapping[str, Any]]
+    table: Table, rows: Sequence[msgspec.Struct | Mapping[str, Any]], structs: bool
 ) -> list[msgspec.Struct | Mapping[str, Any]]:
     """Keep the last row of each key, in first-seen order (one statement per key)."""
-    latest: dict[tuple[Any, ...], msgspec.Struct | Mapping[str, Any]] = {}
-    for row in rows:
-        latest[_row_values(row, table.primary_key)] = row
-    return list(latest.values())
+    key = table.primary_key
+    get: Callable[[Any], Any] = (attrgetter if structs else itemgetter)(*key)
+    return list({get(row): row for row in rows}.values())
 
 
 def fetch_all(

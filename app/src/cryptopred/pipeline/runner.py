@@ -80,7 +80,10 @@ class StageRunner:
         self.tick_interval_ms = tick_interval_ms
         self.stats = RunnerStats()
         self.consumer: Consumer = make_consumer(settings, group_id, **(consumer_overrides or {}))
-        self.producer: Producer = make_producer(settings, **{"linger.ms": 5})
+        # a delivery report (a Python callback) only for a failed record, not for every record
+        self.producer: Producer = make_producer(
+            settings, **{"linger.ms": 5, "delivery.report.only.error": True}
+        )
         self._committed: dict[tuple[str, int], int] = {}
         self._last_tick_ms = 0
         self._delivery_errors: list[str] = []
@@ -115,13 +118,12 @@ class StageRunner:
         messages = self.consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
         clock_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         out = Emit()
-        good = []
-        for msg in messages:
-            error = msg.error()
-            if error is None:
-                good.append(msg)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("%s consume error: %s", self.stage.name, error)
+        good = [msg for msg in messages if msg.error() is None]
+        if len(good) < len(messages):
+            for msg in messages:
+                error = msg.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s consume error: %s", self.stage.name, error)
         count = self.stage.handle_batch(good, clock_ms, out) if good else 0
         # tick (wall-clock work such as closing idle windows) only when caught up: a full
         # batch means a backlog, in which quiet inputs are not idle, just not read yet

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from cryptopred import tables, topics
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import Candle, IndicatorRow, RecordError, decode
@@ -15,12 +17,22 @@ DEFAULT_ROUTES: dict[str, Route] = {
 
 
 class SinkStage(Stage):
-    """Turns each record into a row; the runner commits offsets only after the DB commit."""
+    """Turns each record into a row; the runner commits offsets only after the DB commit.
+
+    `upstream_finals` names topics whose final records the producing stage has upserted itself
+    before committing its offsets (the indicator stage keeps its history so): the sink checks
+    those and moves past them without writing them again, and stores their open records. The
+    upsert never turns a final row back into an open one (`cryptopred.db`), so an open record
+    stored after its window's final row changes nothing.
+    """
 
     name = "sink"
 
-    def __init__(self, routes: dict[str, Route] | None = None) -> None:
+    def __init__(
+        self, routes: dict[str, Route] | None = None, upstream_finals: Collection[str] = ()
+    ) -> None:
         self.routes = dict(routes or DEFAULT_ROUTES)
+        self.upstream_finals = frozenset(upstream_finals)
         unknown = [t for _, t in self.routes.values() if t not in tables.ALL_TABLES]
         if unknown:
             raise ValueError(f"sink cannot store into tables {unknown}")
@@ -36,7 +48,8 @@ class SinkStage(Stage):
         except RecordError as exc:
             out.dead_letter(self.name, f"{message.topic}: {exc.reason}", message.value, now_ms)
             return
-        out.row(table, record)
+        if not (record.final and message.topic in self.upstream_finals):
+            out.row(table, record)
         self._last_event_ms = max(self._last_event_ms or 0, record.window_end_ms)
 
     def safe_offsets(self) -> dict[tuple[str, int], int]:

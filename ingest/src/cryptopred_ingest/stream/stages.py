@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cryptopred import topics
 from cryptopred.pipeline.stage import Stage
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage
@@ -31,7 +32,10 @@ def _indicators(settings: StreamSettings) -> Stage:
 
 
 def _sink(settings: StreamSettings) -> Stage:
-    return SinkStage()
+    # the indicator stage upserts its final rows itself; only postgres upserts can keep a late
+    # open row from replacing them, so on risingwave the sink writes every row again
+    finals = (topics.TECHNICAL_INDICATORS,) if settings.db_dialect == "postgres" else ()
+    return SinkStage(upstream_finals=finals)
 
 
 # pipeline order: upstream first
