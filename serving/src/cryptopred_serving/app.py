@@ -16,13 +16,14 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle as _Handle
+from starlette.concurrency import run_in_threadpool
 
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.champions import Champion, ChampionWatcher
 from cryptopred_serving.pairs import pair_to_url
-from cryptopred_serving.publisher import PublisherStage
+from cryptopred_serving.publisher import PublisherStage, published_tail
 from cryptopred_serving.schemas import (
     LiveMetric,
     ModelOut,
@@ -54,7 +55,7 @@ def _call_model(handle: Handle, champion: Champion, rows: list[dict[str, Any]]) 
     return response.result(timeout_s=60)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32)
 class ModelServer:
     """Loads registered model versions from MLflow, several per replica (multiplexed by
     `<name>/<version>`), and predicts off the event loop."""
@@ -103,11 +104,12 @@ class PredictionPublisher:
         self.settings = ServeSettings.model_validate_json(settings_json)
         self.watcher = _watcher(self.settings, models)
         self.stop = threading.Event()
-        stage = PublisherStage(
+        self.stage = stage = PublisherStage(
             self.settings.db_url,
             {(p, c) for p in self.settings.pairs for c in self.settings.candle_seconds},
             self.watcher.get,
             lambda champion, rows: _call_model(models, champion, rows),
+            published=lambda: published_tail(self.settings),
         )
         self.runner = StageRunner(
             self.settings,
@@ -124,6 +126,9 @@ class PredictionPublisher:
 
     def _run(self) -> None:
         try:
+            # rows consumed before the champions are known would be skipped for good
+            while not self.stop.is_set() and not self.watcher.ready.wait(0.5):
+                self._beat = time.monotonic()  # waiting for the registry is not being stuck
             while not self.stop.is_set():
                 self.runner.step()
                 self._beat = time.monotonic()
@@ -146,13 +151,23 @@ class PredictionPublisher:
             raise RuntimeError(f"publisher loop stuck for more than {self.stuck_after_s:.0f} s")
 
     def stats(self) -> dict[str, Any]:
-        return {**self.runner.stats.as_dict(), "error": self.error}
+        return {
+            **self.runner.stats.as_dict(),
+            "skipped_no_champion": self.stage.skipped_no_champion,
+            "skipped_done": self.stage.skipped_done,
+            "reused_published": self.stage.reused_published,
+            "error": self.error,
+        }
 
     def __del__(self) -> None:
         self.stop.set()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+# Serve's default of 5 requests per replica makes the proxy reject, back off and retry above a
+# few dozen requests/s (throughput then collapses); the routes are short and mostly answered
+# from memory on the event loop, so the replica takes up to 100 and queues them itself.
+# Like every deployment option, a serve config file (`max_ongoing_requests`) overrides it.
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=100)
 @serve.ingress(api)
 class PredictionAPI:
     """The HTTP API; blocking DB and model calls run in FastAPI's threadpool."""
@@ -193,21 +208,33 @@ class PredictionAPI:
         p = self.backend.pair(pair)
         return self.backend.history(p, self.backend.candle_seconds(candle_seconds), limit)
 
+    # the two hot routes run on the event loop and answer from the backend's caches there;
+    # only a DB read or a model call goes to the threadpool
     @api.get("/v1/predictions/{pair:path}", response_model=PredictionOut)
-    def latest(
+    async def latest(
         self,
         pair: str,
         candle_seconds: int | None = Query(None, ge=1, le=86_400),
         horizon_seconds: int | None = Query(None, ge=1, le=7 * 86_400),
-    ) -> dict[str, Any]:
+    ) -> Response:
         p = self.backend.pair(pair)
-        return self.backend.latest(p, self.backend.candle_seconds(candle_seconds), horizon_seconds)
+        key = self.backend.latest_key(
+            p, self.backend.candle_seconds(candle_seconds), horizon_seconds
+        )
+        body = self.backend.latest(key, read=False)
+        if body is None:
+            body = await run_in_threadpool(self.backend.latest, key)
+        return Response(body, media_type="application/json")
 
     @api.post("/v1/predict", response_model=PredictResponse)
-    def predict(self, body: PredictRequest) -> dict[str, Any]:
+    async def predict(self, body: PredictRequest) -> Response:
         p = self.backend.pair(body.pair, loc=("body", "pair"))
-        rows = [r.model_dump() for r in body.rows] if body.rows is not None else None
-        return self.backend.predict(p, self.backend.candle_seconds(body.candle_seconds), rows)
+        width = self.backend.candle_seconds(body.candle_seconds)
+        answer = self.backend.cached_prediction(p, width) if body.rows is None else None
+        if answer is None:
+            rows = [r.model_dump() for r in body.rows] if body.rows is not None else None
+            answer = await run_in_threadpool(self.backend.predict, p, width, rows)
+        return Response(answer, media_type="application/json")
 
     @api.get("/v1/metrics/live", response_model=list[LiveMetric])
     def live(

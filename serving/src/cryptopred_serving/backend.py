@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from pydantic import BaseModel
 
 from cryptopred.db import connect
 from cryptopred.records import IndicatorRow, RecordError
 from cryptopred_serving import queries
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url
+from cryptopred_serving.schemas import PredictionOut, PredictResponse
 from cryptopred_serving.settings import ServeSettings
 
 T = TypeVar("T")
@@ -84,7 +86,10 @@ class Backend:
         self.champion_of = champion_of
         self.predict_fn = predict
         self.latest_cache_ms = settings.latest_cache_ms
-        self._cache: dict[tuple[str, int, int], tuple[float, dict[str, Any] | None]] = {}
+        # answers kept for latest_cache_ms, as JSON: latest predictions (None: there is none)
+        self._cache: dict[tuple[str, int, int], tuple[float, bytes | None]] = {}
+        # and the last rows-less predict per series: (made at, model id, window end, answer)
+        self._predicted: dict[tuple[str, int], tuple[float, str, int, bytes]] = {}
 
     # -- checks ----------------------------------------------------------------------------
     def pair(self, text: str, loc: tuple[str, ...] = ("path", "pair")) -> str:
@@ -119,7 +124,10 @@ class Backend:
         return champion
 
     # -- reads -----------------------------------------------------------------------------
-    def latest(self, pair: str, candle_seconds: int, horizon_seconds: int | None) -> dict[str, Any]:
+    def latest_key(
+        self, pair: str, candle_seconds: int, horizon_seconds: int | None
+    ) -> tuple[str, int, int]:
+        """(pair, candle_seconds, horizon) of a latest-prediction request, checked."""
         champion = self.champion(pair, candle_seconds)
         horizons = champion.horizon_seconds
         horizon = horizons[0] if horizon_seconds is None and horizons else horizon_seconds
@@ -129,17 +137,27 @@ class Backend:
                 f"horizon_seconds must be one of {list(horizons)}",
                 ("query", "horizon_seconds"),
             )
-        key = (pair, candle_seconds, horizon)
+        return (pair, candle_seconds, horizon)
+
+    def latest(self, key: tuple[str, int, int], *, read: bool = True) -> bytes | None:
+        """The latest prediction as JSON (PredictionOut), reused for `latest_cache_ms`.
+
+        With `read=False` only a cached answer, else None (the event loop must not wait for
+        the DB); 404 when there is no prediction yet.
+        """
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] < self.latest_cache_ms / 1000:
-            row = cached[1]
+            body = cached[1]
+        elif not read:
+            return None
         else:
-            row = self.db.run(queries.latest_prediction, pair, candle_seconds, horizon)
-            self._cache[key] = (now, row)
-        if row is None:
-            raise ClientError(404, f"no prediction for {pair_to_url(pair)} yet")
-        return row
+            row = self.db.run(queries.latest_prediction, *key)
+            body = _json(PredictionOut, row) if row is not None else None
+            self._cache[key] = (now, body)
+        if body is None:
+            raise ClientError(404, f"no prediction for {pair_to_url(key[0])} yet")
+        return body
 
     def history(self, pair: str, candle_seconds: int, limit: int) -> list[dict[str, Any]]:
         return self.db.run(queries.prediction_history, pair, candle_seconds, limit)
@@ -185,14 +203,32 @@ class Backend:
         }
 
     # -- predict ---------------------------------------------------------------------------
-    def predict(
-        self, pair: str, candle_seconds: int, rows: list[dict[str, Any]] | None
-    ) -> dict[str, Any]:
+    def cached_prediction(self, pair: str, candle_seconds: int) -> bytes | None:
+        """A rows-less predict's answer made less than `latest_cache_ms` ago by the current
+        champion (the DB's latest rows cannot have changed much since), else None."""
+        champion = self.champion(pair, candle_seconds)
+        cached = self._predicted.get((pair, candle_seconds))
+        if cached is None or cached[1] != champion.model_id:
+            return None
+        return cached[3] if time.monotonic() - cached[0] < self.latest_cache_ms / 1000 else None
+
+    def predict(self, pair: str, candle_seconds: int, rows: list[dict[str, Any]] | None) -> bytes:
+        """Every horizon's forecast as JSON (PredictResponse); without `rows` on the latest rows
+        in the DB, reusing the last answer while those rows and the champion are unchanged."""
         champion = self.champion(pair, candle_seconds)
         need = champion.window_steps
+        from_db = rows is None
         if rows is None:
             rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
             loc: tuple[str | int, ...] = ("body", "pair")
+            cached = self._predicted.get((pair, candle_seconds))
+            if (
+                cached is not None
+                and len(rows) >= need
+                and cached[1:3] == (champion.model_id, int(rows[-1]["window_end_ms"]))
+            ):
+                self._predicted[(pair, candle_seconds)] = (time.monotonic(), *cached[1:])
+                return cached[3]
         else:
             loc = ("body", "rows")
             for i, row in enumerate(rows):
@@ -214,14 +250,31 @@ class Backend:
             )
         rows = sorted(rows, key=lambda r: int(r["window_start_ms"]))[-need:]
         forecasts = self.predict_fn(champion, rows)
-        return {
-            "pair": pair,
-            "candle_seconds": candle_seconds,
-            "model_name": champion.name,
-            "model_version": champion.version,
-            "window_end_ms": int(forecasts[0]["window_end_ms"]) if forecasts else 0,
-            "forecasts": forecasts,
-        }
+        body = _json(
+            PredictResponse,
+            {
+                "pair": pair,
+                "candle_seconds": candle_seconds,
+                "model_name": champion.name,
+                "model_version": champion.version,
+                "window_end_ms": int(forecasts[0]["window_end_ms"]) if forecasts else 0,
+                "forecasts": forecasts,
+            },
+        )
+        if from_db:
+            window_end = int(rows[-1]["window_end_ms"])
+            self._predicted[(pair, candle_seconds)] = (
+                time.monotonic(),
+                champion.model_id,
+                window_end,
+                body,
+            )
+        return body
+
+
+def _json(model: type[BaseModel], value: dict[str, Any]) -> bytes:
+    """`value` as the response model's JSON (what FastAPI would send for it)."""
+    return model.model_validate(value).model_dump_json().encode()
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -88,16 +88,22 @@ class ChampionWatcher:
         self._current: dict[str, Champion] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.refresh()
+        # set after the first pass that looked every name up and warmed every champion found
+        self.ready = threading.Event()
+        # the first pass runs in the thread too: a Serve replica's constructor runs inside an
+        # event loop, where `on_change` could not wait for a model call
         self._thread = threading.Thread(target=self._loop, name="champions", daemon=True)
         self._thread.start()
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
+        """Look every name up, warm and switch to new versions; True when nothing failed."""
+        complete = True
         for name in self.names.values():
             try:
                 found = lookup_champion(self.client, name)
             except Exception as exc:  # registry unreachable: keep serving what we have
                 log.warning("champion lookup for %s failed: %s", name, exc)
+                complete = False
                 continue
             with self._lock:
                 before = self._current.get(name)
@@ -108,14 +114,19 @@ class ChampionWatcher:
                     self.on_change(found)  # e.g. warm the model up before switching
                 except Exception as exc:
                     log.warning("warming %s failed, keeping the old version: %s", found, exc)
+                    complete = False
                     continue
             with self._lock:
                 self._current[name] = found
             log.info("champion of %s is now version %s", name, found.version)
+        return complete
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.refresh()
+        while True:
+            if self.refresh():
+                self.ready.set()
+            if self._stop.wait(self.poll_s):
+                return
 
     def get(self, pair: str, candle_seconds: int) -> Champion | None:
         name = self.names.get((pair, candle_seconds))

@@ -4,19 +4,31 @@ For every final row of a served (pair, candle_seconds) it predicts every horizon
 current champion, emits the predictions to Kafka `predictions` (key pair) and the DB, and scores
 earlier predictions whose target candle this row realises into `prediction_outcomes`. The
 runner commits offsets only after both the Kafka acks and the DB commit.
+
+After a restart the runner replays from the last committed offset, so rows whose predictions
+were already shipped come again. Nothing is published twice: a row at or before the last
+prediction of its series in the DB (committed, hence also acknowledged by Kafka) is only kept as
+history; for a later row, predictions already in the tail of the `predictions` topic (shipped
+in the cycle that died before its DB commit) are written to the DB as published instead of
+being predicted and sent again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from confluent_kafka import TopicPartition
 
 from cryptopred import tables, topics
 from cryptopred.db import connect
+from cryptopred.kafka import make_consumer
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import IndicatorRow, Prediction, RecordError, decode, to_dict
+from cryptopred.settings import Settings
 from cryptopred_serving import queries
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.outcomes import score
@@ -25,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PredictFn = Callable[[Champion, list[dict[str, Any]]], list[dict[str, Any]]]
 ChampionFn = Callable[[str, int], Champion | None]
+PublishedFn = Callable[[], Iterable[Prediction]]
+SeriesKey = tuple[str, int]  # (pair, candle_seconds)
 
 
 class PublisherStage(Stage):
@@ -40,13 +54,21 @@ class PublisherStage(Stage):
         champion_of: ChampionFn,
         predict: PredictFn,
         history_rows: int = 512,
+        published: PublishedFn | None = None,
     ) -> None:
         self.db_url = db_url
         self.served = served
         self.champion_of = champion_of
         self.predict = predict
         self.history_rows = history_rows
-        self._rows: dict[tuple[str, int], deque[IndicatorRow]] = {}
+        self.published_fn = published
+        self._rows: dict[SeriesKey, deque[IndicatorRow]] = {}
+        # per series: window_end_ms of the last prediction in the DB when the series was loaded
+        self._done: dict[SeriesKey, int] = {}
+        # predictions in the topic's tail at assignment, by (pair, width, window_end) and horizon
+        self._published: dict[tuple[str, int, int], dict[int, Prediction]] = {}
+        self.skipped_done = 0
+        self.reused_published = 0
         self._next: dict[tuple[str, int], int] = {}
         self._last_event_ms: int | None = None
         self.skipped_no_champion = 0
@@ -62,6 +84,7 @@ class PublisherStage(Stage):
                 stored = queries.recent_indicator_rows(
                     conn, row.pair, row.candle_seconds, self.history_rows
                 )
+                self._done[key] = queries.last_prediction_window(conn, row.pair, row.candle_seconds)
             earlier = [IndicatorRow(**r) for r in stored]
             rows = self._rows[key] = deque(
                 (r for r in earlier if r.window_start_ms < row.window_start_ms),
@@ -83,6 +106,9 @@ class PublisherStage(Stage):
             return  # a replayed row: already predicted on
         history.append(row)
         self._last_event_ms = max(self._last_event_ms or 0, row.window_end_ms)
+        if row.window_end_ms <= self._done.get((row.pair, row.candle_seconds), -1):
+            self.skipped_done += 1  # predicted, published and committed before a restart
+            return
         self._score(row, now_ms, out)
         champion = self.champion_of(row.pair, row.candle_seconds)
         if champion is None:
@@ -90,23 +116,18 @@ class PublisherStage(Stage):
             return
         if len(history) < champion.window_steps:
             return
-        window = [to_dict(r) for r in list(history)[-champion.window_steps :]]
-        for forecast in self.predict(champion, window):
-            prediction = Prediction(
-                pair=row.pair,
-                candle_seconds=row.candle_seconds,
-                horizon_seconds=int(forecast["horizon_seconds"]),
-                window_end_ms=int(forecast["window_end_ms"]),
-                target_ts_ms=int(forecast["target_ts_ms"]),
-                predicted_close=float(forecast["predicted_close"]),
-                predicted_return=float(forecast["predicted_return"]),
-                lower=float(forecast["lower"]),
-                upper=float(forecast["upper"]),
-                model_name=champion.name,
-                model_version=champion.version,
-                created_ms=now_ms,
-            )
-            out.record(topics.PREDICTIONS, prediction.pair, prediction)
+        published = self._published.pop((row.pair, row.candle_seconds, row.window_end_ms), {})
+        predictions = list(published.values())
+        self.reused_published += len(predictions)
+        if not published or not set(champion.horizon_seconds) <= published.keys():
+            window = [to_dict(r) for r in list(history)[-champion.window_steps :]]
+            for forecast in self.predict(champion, window):
+                if int(forecast["horizon_seconds"]) in published:
+                    continue
+                prediction = _prediction(row, champion, forecast, now_ms)
+                out.record(topics.PREDICTIONS, prediction.pair, prediction)
+                predictions.append(prediction)
+        for prediction in predictions:
             out.row(tables.PREDICTIONS, prediction)
             target = (prediction.pair, prediction.candle_seconds, prediction.target_ts_ms)
             self._pending.setdefault(target, []).append(prediction)
@@ -142,8 +163,18 @@ class PublisherStage(Stage):
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         return dict(self._next)
 
+    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Read what an earlier owner may have published without committing it to the DB."""
+        self._published.clear()
+        if self.published_fn is not None:
+            for p in self.published_fn():
+                key = (p.pair, p.candle_seconds, p.window_end_ms)
+                self._published.setdefault(key, {})[p.horizon_seconds] = p
+        return {}  # resume from the group's committed offsets
+
     def revoke(self, partitions: list[tuple[str, int]]) -> None:
         self._rows.clear()
+        self._done.clear()
         self._pending.clear()
         for tp in partitions:
             self._next.pop(tp, None)
@@ -154,3 +185,70 @@ class PublisherStage(Stage):
 
 def _key(p: Prediction) -> tuple[int, int, str, str]:
     return (p.horizon_seconds, p.window_end_ms, p.model_name, p.model_version)
+
+
+def _prediction(
+    row: IndicatorRow, champion: Champion, forecast: dict[str, Any], now_ms: int
+) -> Prediction:
+    return Prediction(
+        pair=row.pair,
+        candle_seconds=row.candle_seconds,
+        horizon_seconds=int(forecast["horizon_seconds"]),
+        window_end_ms=int(forecast["window_end_ms"]),
+        target_ts_ms=int(forecast["target_ts_ms"]),
+        predicted_close=float(forecast["predicted_close"]),
+        predicted_return=float(forecast["predicted_return"]),
+        lower=float(forecast["lower"]),
+        upper=float(forecast["upper"]),
+        model_name=champion.name,
+        model_version=champion.version,
+        created_ms=now_ms,
+    )
+
+
+def published_tail(
+    settings: Settings, per_partition: int = 10_000, quiet_s: float = 0.5, timeout_s: float = 30
+) -> list[Prediction]:
+    """The last `per_partition` records of every `predictions` partition (at least one
+    publisher cycle's worth: 500 rows times the horizons), read without joining a group.
+
+    tansu reports the high watermark as the base offset of the last batch + 1, so the read goes
+    on past it until no record came for `quiet_s`.
+    """
+    consumer = make_consumer(settings, "cryptopred-publisher-tail")
+    try:
+        meta = consumer.list_topics(topics.PREDICTIONS, timeout=10).topics.get(topics.PREDICTIONS)
+        if meta is None or meta.error is not None:
+            return []
+        ends: dict[int, int] = {}
+        starts = []
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topics.PREDICTIONS, p), timeout=10
+            )
+            if high > low:
+                ends[p] = high
+                starts.append(TopicPartition(topics.PREDICTIONS, p, max(low, high - per_partition)))
+        if not starts:
+            return []
+        consumer.assign(starts)
+        out: list[Prediction] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = consumer.consume(5000, timeout=quiet_s)
+            for msg in batch:
+                if msg.error() is not None:
+                    continue
+                partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
+                try:
+                    out.append(decode(msg.value() or b"", Prediction))
+                except RecordError:
+                    continue
+            if not batch and not ends:
+                return out
+        log.warning("published_tail: read %d records, not quiet after %.0f s", len(out), timeout_s)
+        return out
+    finally:
+        consumer.close()

@@ -107,3 +107,15 @@ def chart_rows(
         (pair, candle_seconds, since),
     )
     return candles, predictions
+
+
+def last_prediction_window(conn: psycopg.Connection, pair: str, candle_seconds: int) -> int:
+    """window_end_ms of the latest prediction of a series; -1 when it has none."""
+    rows = fetch_all(
+        conn,
+        "SELECT max(window_end_ms) AS last FROM predictions "
+        "WHERE pair = %s AND candle_seconds = %s",
+        (pair, candle_seconds),
+    )
+    last = rows[0]["last"] if rows else None
+    return int(last) if last is not None else -1

@@ -6,14 +6,14 @@ import time
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from cryptopred import topics
 from cryptopred.db import connect, fetch_all, upsert
 from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import IndicatorRow, Prediction, decode, encode, field_names
+from cryptopred.records import encode
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
+from cryptopred_serving.testing import read_topic, rows_of, train_and_register, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,58 +21,6 @@ PAIR = "SVA/USD"
 NAME = "SVA-USD-60s"
 HISTORY_ROWS = 400  # in the DB before the app starts
 LIVE_ROWS = 40  # streamed to the publisher afterwards
-
-
-def train_and_register(mlflow_uri, frame, seed):
-    from mlflow import MlflowClient
-
-    from cryptopred_training.config import TrainConfig
-    from cryptopred_training.pipeline import prepare_data, run_training
-    from cryptopred_training.tracking import log_training
-
-    config = TrainConfig(
-        candle_seconds=60,
-        window_steps=16,
-        max_epochs=2,
-        d_model=16,
-        d_ff=32,
-        n_layers=1,
-        walk_forward_folds=2,
-        min_rows=200,
-        max_nan_share=0.25,
-        seed=seed,
-    )
-    outcome = run_training(frame, config)
-    logged = log_training(
-        tracking_uri=mlflow_uri,
-        name=NAME,
-        pair=PAIR,
-        frame=frame,
-        data=prepare_data(frame, config),
-        config=config,
-        outcome=outcome,
-        extra_params={},
-        extra_metrics={},
-        champion_test_mae=None,
-    )
-    # the serving tests need a champion whatever the gate decided on this small data
-    MlflowClient(tracking_uri=mlflow_uri).set_registered_model_alias(
-        NAME, "champion", logged.version
-    )
-    return logged.version
-
-
-def plain(value):
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and value != value else value
-
-
-def rows_of(frame):
-    names = field_names(IndicatorRow)
-    return [
-        IndicatorRow(**{k: plain(v) for k, v in rec.items() if k in names})
-        for rec in frame.to_dict("records")
-    ]
 
 
 def as_json(row):
@@ -90,7 +38,9 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
     rows = rows_of(frame)
     with connect(postgres.db_url) as conn:
         upsert(conn, "technical_indicators", rows[:HISTORY_ROWS], "postgres")
-    version = train_and_register(mlflow_server.mlflow_uri, frame.iloc[:HISTORY_ROWS], seed=0)
+    version = train_and_register(
+        mlflow_server.mlflow_uri, frame.iloc[:HISTORY_ROWS], seed=0, pair=PAIR
+    )
 
     base = postgres.model_copy(
         update={
@@ -131,15 +81,6 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
         serve.delete("cryptopred-test")
         serve.shutdown()  # the next module starts Serve on its own port
         broker.stop()
-
-
-def wait_for(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"not reached within {timeout_s} s")
 
 
 def test_health_docs_and_models(served):
@@ -202,24 +143,6 @@ def test_a_too_short_window_names_the_required_length(served):
     assert resp.status_code == 422
     detail = resp.json()["detail"][0]
     assert detail["loc"] == ["body", "rows"] and "need at least 16" in detail["msg"]
-
-
-def read_topic(settings, topic):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "rd",
-            "enable.auto.commit": False,
-        }
-    )
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-    out = []
-    while (msg := consumer.poll(3.0)) is not None:
-        if msg.error() is None:
-            out.append(decode(msg.value(), Prediction))
-    consumer.close()
-    return out
 
 
 def test_publisher_predicts_each_final_row_into_kafka_and_db_and_scores_outcomes(served):
@@ -291,7 +214,7 @@ def test_promoting_a_new_champion_fails_no_request(served):
     worker.start()
     time.sleep(2)
     new_version = train_and_register(
-        served["mlflow_uri"], served["frame"].iloc[:HISTORY_ROWS], seed=1
+        served["mlflow_uri"], served["frame"].iloc[:HISTORY_ROWS], seed=1, pair=PAIR
     )
     assert new_version != served["version"]
     wait_for(lambda: versions and versions[-1] == new_version, 90)
