@@ -110,6 +110,11 @@ class PredictionPublisher:
             self.watcher.get,
             lambda champion, rows: _call_model(models, champion, rows),
             published=lambda: published_tail(self.settings),
+            max_age_ms=(
+                None
+                if self.settings.publisher_max_age_s is None
+                else int(self.settings.publisher_max_age_s * 1000)
+            ),
         )
         self.runner = StageRunner(
             self.settings,

@@ -55,8 +55,11 @@ class PublisherStage(Stage):
         predict: PredictFn,
         history_rows: int = 512,
         published: PublishedFn | None = None,
+        max_age_ms: int | None = None,
     ) -> None:
         self.db_url = db_url
+        self.max_age_ms = max_age_ms  # older rows are history only, not predicted on
+        self.skipped_old = 0
         self.served = served
         self.champion_of = champion_of
         self.predict = predict
@@ -110,6 +113,9 @@ class PublisherStage(Stage):
             self.skipped_done += 1  # predicted, published and committed before a restart
             return
         self._score(row, now_ms, out)
+        if self.max_age_ms is not None and row.window_end_ms < now_ms - self.max_age_ms:
+            self.skipped_old += 1
+            return
         champion = self.champion_of(row.pair, row.candle_seconds)
         if champion is None:
             self.skipped_no_champion += 1

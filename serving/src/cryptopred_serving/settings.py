@@ -19,6 +19,9 @@ class ServeSettings(Settings):
     )
     publisher_enabled: bool = Field(True, description="run the streaming PredictionPublisher")
     publisher_group: str = Field("cryptopred-publisher", description="its consumer group")
+    publisher_max_age_s: float | None = Field(
+        None, gt=0, description="predict only rows this recent (older: history only; unset: all)"
+    )
     api_replicas: int = Field(1, ge=1, description="replicas of the HTTP ingress")
     model_replicas: int = Field(1, ge=1, description="replicas of the model server")
 

@@ -72,7 +72,10 @@ class Demo:
         self.ingest = IngestSettings(**common | extra.get("ingest", {}))
         self.stream = StreamSettings(**common | extra.get("stream", {}))
         self.train = TrainSettings(**common | extra.get("train", {}))
-        self.serve = ServeSettings(**common | extra.get("serve", {}))
+        # the publisher predicts the last hour of the history (live MAE has data at once), not
+        # all of it: a week of rows would take many minutes to catch up on a laptop
+        serve = {"publisher_max_age_s": 3600.0} | extra.get("serve", {})
+        self.serve = ServeSettings(**common | serve)
         self.candle_seconds = self.stream.candle_seconds[0]
         self.sources: list[Any] = []
         self.base_url: str | None = None
