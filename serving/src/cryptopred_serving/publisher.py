@@ -112,10 +112,10 @@ class PublisherStage(Stage):
         if row.window_end_ms <= self._done.get((row.pair, row.candle_seconds), -1):
             self.skipped_done += 1  # predicted, published and committed before a restart
             return
-        self._score(row, now_ms, out)
         if self.max_age_ms is not None and row.window_end_ms < now_ms - self.max_age_ms:
-            self.skipped_old += 1
+            self.skipped_old += 1  # history only: nothing predicted on it, so nothing to score
             return
+        self._score(row, now_ms, out)
         champion = self.champion_of(row.pair, row.candle_seconds)
         if champion is None:
             self.skipped_no_champion += 1
