@@ -97,10 +97,8 @@ class PublisherStage(Stage):
 
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         self._next[(message.topic, message.partition)] = message.offset + 1
-        try:
-            row = decode(message.value, IndicatorRow)
-        except RecordError as exc:
-            out.dead_letter(self.name, exc.reason, message.value, now_ms)
+        row = self.decode_or_dead_letter(message, IndicatorRow, now_ms, out)
+        if row is None:
             return
         if not row.final or (row.pair, row.candle_seconds) not in self.served:
             return

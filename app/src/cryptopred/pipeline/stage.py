@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Message
 
-from cryptopred.records import DeadLetter, encode
+from cryptopred.records import DeadLetter, R, RecordError, decode, encode
 
 
 @dataclass(slots=True)
@@ -58,6 +58,16 @@ class Stage(ABC):
     @abstractmethod
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         """Consume one message; emit into `out`. Poison goes to `out.dead_letter`."""
+
+    def decode_or_dead_letter(
+        self, message: Inbound, kind: type[R], now_ms: int, out: Emit, prefix: str = ""
+    ) -> R | None:
+        """The record in `message`, or None after sending it to the dlq with its reason."""
+        try:
+            return decode(message.value, kind)
+        except RecordError as exc:
+            out.dead_letter(self.name, f"{prefix}{exc.reason}", message.value, now_ms)
+            return None
 
     def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:
         """Consume a batch of Kafka messages (errors already removed); returns how many.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from cryptopred import tables, topics
 from cryptopred.db import connect, fetch_all
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import Candle, IndicatorRow, RecordError, decode, field_names
+from cryptopred.records import Candle, IndicatorRow, field_names
 from cryptopred_ingest.indicators import RESTORE_CANDLES, IndicatorEngine
 
 _COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))
@@ -47,10 +47,8 @@ class IndicatorStage(Stage):
 
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         self._next[(message.topic, message.partition)] = message.offset + 1
-        try:
-            candle = decode(message.value, Candle)
-        except RecordError as exc:
-            out.dead_letter(self.name, exc.reason, message.value, now_ms)
+        candle = self.decode_or_dead_letter(message, Candle, now_ms, out)
+        if candle is None:
             return
         if (candle.pair, candle.candle_seconds) not in self._ready:
             self._restore(candle.pair, candle.candle_seconds)

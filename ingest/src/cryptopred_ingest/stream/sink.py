@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from cryptopred import tables, topics
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import Candle, IndicatorRow, RecordError, decode
+from cryptopred.records import Candle, IndicatorRow
 
 Route = tuple[type[Candle], str]  # record type (Candle or IndicatorRow), table
 
@@ -43,10 +43,8 @@ class SinkStage(Stage):
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         kind, table = self.routes[message.topic]
         self._next[(message.topic, message.partition)] = message.offset + 1
-        try:
-            record = decode(message.value, kind)
-        except RecordError as exc:
-            out.dead_letter(self.name, f"{message.topic}: {exc.reason}", message.value, now_ms)
+        record = self.decode_or_dead_letter(message, kind, now_ms, out, f"{message.topic}: ")
+        if record is None:
             return
         if not (record.final and message.topic in self.upstream_finals):
             out.row(table, record)
