@@ -13,7 +13,9 @@ serving tests do, deploys the Serve app with `deploy_app` (publisher on) and mea
    fewer than 95 % of the offered requests per second, or has an error.
 HTTP load comes from a separate process on loopback (`serve_load.py`): an open loop at a fixed
 rate over keep-alive connections, latency from each request's scheduled send time.
-`--api-replicas`, `--latest-cache-ms` and RAY_SERVE_* variables set before the run are passed on.
+`--ingress` picks Serve's HTTP ingress: haproxy (the default, as the embedded stack runs it) or
+Serve's Python proxy. `--api-replicas`, `--latest-cache-ms` and RAY_SERVE_* variables set before
+the run are passed on.
 Ray starts worker processes (so the Serve proxy and replicas) at nice 15; on a machine shared
 with other work that measures the scheduler more than the app, so the benchmark runs them at
 `--worker-niceness` 0 unless told otherwise.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from confluent_kafka import TopicPartition
 from cryptopred import tables, topics
 from cryptopred.db import connect, create_schema, fetch_all, upsert
 from cryptopred.kafka import ensure_topics, make_consumer, make_producer
+from cryptopred.raycluster import serve_ingress_environ, serve_run_dir
 from cryptopred.records import IndicatorRow, Prediction, decode, encode, to_dict
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
@@ -52,7 +56,7 @@ PAIR = "BTC/USD"
 HISTORY_ROWS = 400
 WARM_ROWS = 3  # streamed before the measured candles (first DB read, first model call)
 LOAD = Path(__file__).with_name("serve_load.py")
-PEAK_RATES = (25, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1500, 2000)
+PEAK_RATES = (25, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1500, 2000)
 
 
 def load() -> str:
@@ -137,39 +141,50 @@ def ours(pid: int) -> bool:
     return False
 
 
-def serve_pids() -> dict[str, int]:
-    """pid of our Serve proxy and of each replica, by their process titles (Linux /proc)."""
-    found: dict[str, int] = {}
+def serve_pids() -> dict[str, list[int]]:
+    """pids of our Serve proxy (or HAProxy) and of each deployment's replicas, by process
+    title (Linux /proc)."""
+    found: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():
         try:
             title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
         except (OSError, UnicodeDecodeError):
             continue
-        if not title.startswith("ray::") or not ours(int(entry.name)):
+        is_haproxy = Path(title).name == "haproxy"
+        if not (title.startswith("ray::") or is_haproxy) or not ours(int(entry.name)):
             continue
-        if title.startswith("ray::ProxyActor"):
-            found["proxy"] = int(entry.name)
+        if is_haproxy:
+            name = "haproxy"
+        elif title.startswith("ray::ProxyActor"):
+            name = "proxy"
         elif title.startswith("ray::ServeReplica:"):
-            found[title.split(".")[0].rsplit(":", 1)[-1]] = int(entry.name)
+            name = title.split(".")[0].rsplit(":", 1)[-1]
+        else:
+            continue
+        found.setdefault(name, []).append(int(entry.name))
     return found
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    out = {}
-    for name, pid in pids.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) of each group of processes."""
+    out: dict[str, float] = {}
+    for name, group in pids.items():
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks = int(fields[11]) + int(fields[12])
+            out[name] = out.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
     return out
 
 
 def http_step(port: int, method: str, path: str, body: str, rate: float, seconds: float) -> Any:
     """One load step from a separate process; its JSON result, with the CPU time the Serve
-    processes spent per scheduled request (`cpu_ms`)."""
+    processes and the load generator spent per scheduled request (`cpu_ms`)."""
     pids = serve_pids()
     before = cpu_seconds(pids)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     command = [
         *(sys.executable, str(LOAD), "--port", str(port), "--method", method, "--path", path),
         *("--rate", str(rate), "--seconds", str(seconds), "--body", body),
@@ -179,6 +194,9 @@ def http_step(port: int, method: str, path: str, body: str, rate: float, seconds
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     step = json.loads(done.stdout)
     after = cpu_seconds(pids)
+    load_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after["load generator"] = load_cpu.ru_utime + load_cpu.ru_stime
+    before["load generator"] = children.ru_utime + children.ru_stime
     step["cpu_ms"] = {
         name: (after[name] - before[name]) * 1000 / max(step["scheduled"], 1)
         for name in before
@@ -217,6 +235,7 @@ def peak(port: int, method: str, path: str, body: str, seconds: float) -> float 
         step = http_step(port, method, path, body, rate, seconds)
         ok = passes(step)
         print(f"  {method:4} {describe(step)}  {'ok' if ok else 'FAIL'}", flush=True)
+        print(f"  {describe_cpu(step)}", flush=True)
         if not ok:
             break
         best = rate
@@ -256,6 +275,7 @@ def main() -> None:
     parser.add_argument("--api-replicas", type=int, default=None)
     parser.add_argument("--latest-cache-ms", type=int, default=None)
     parser.add_argument("--worker-niceness", type=int, default=0, help="Ray's default: 15")
+    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy")
     parser.add_argument("--only", choices=("get", "post", "rows"), default=None)
     args = parser.parse_args()
     os.environ["RAY_worker_niceness"] = str(args.worker_niceness)  # noqa: SIM112 (Ray's name)
@@ -276,7 +296,9 @@ def main() -> None:
             started = time.perf_counter()
             train_and_register(settings.mlflow_uri, frame.iloc[:HISTORY_ROWS], seed=0, pair=PAIR)
             print(f"champion trained and registered in {time.perf_counter() - started:.1f} s")
-            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ingress = settings.model_copy(update={"serve_ingress": args.ingress})
+            with serve_ingress_environ(ingress, serve_run_dir(f"bench-{os.getpid()}")):
+                ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             overrides: dict[str, Any] = {}
             if args.api_replicas is not None:
                 overrides["api_replicas"] = args.api_replicas
@@ -293,7 +315,8 @@ def main() -> None:
             deploy_app(serve_settings)
             print(
                 f"Serve app deployed in {time.perf_counter() - started:.1f} s "
-                f"({os.cpu_count()} cores, api_replicas {serve_settings.api_replicas}, "
+                f"({os.cpu_count()} cores, ingress {args.ingress}, "
+                f"api_replicas {serve_settings.api_replicas}, "
                 f"latest_cache_ms {serve_settings.latest_cache_ms}, "
                 f"RAY_SERVE_* {sorted(k for k in os.environ if k.startswith('RAY_SERVE_'))})"
             )

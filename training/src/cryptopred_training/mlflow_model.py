@@ -33,3 +33,16 @@ class PricePredictorModel(PythonModel):  # type: ignore[misc]
             self.load_context(context)
         assert self.predictor is not None
         return self.predictor.predict(pd.DataFrame(model_input))
+
+
+def unwrap_predictor(pyfunc_model: Any) -> PricePredictor:
+    """The PricePredictor inside a model loaded with `mlflow.pyfunc.load_model`.
+
+    Serving calls its `predict_records` directly: MLflow's per-call schema enforcement and
+    the DataFrame round trip cost more than the transformer itself on a 16-row window, and
+    the API validates its rows already.
+    """
+    python_model = pyfunc_model.unwrap_python_model()
+    if not isinstance(python_model, PricePredictorModel) or python_model.predictor is None:
+        raise TypeError(f"not a loaded cryptopred price model: {type(python_model).__name__}")
+    return python_model.predictor

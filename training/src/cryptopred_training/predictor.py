@@ -6,7 +6,7 @@ MLflow's pyfunc wrapper (written elsewhere) loads `PricePredictor.load(path)` in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryptopred_training.features import FEATURE_COLUMNS, Normalizer, compute_features
+from cryptopred_training.features import (
+    FEATURE_COLUMNS,
+    FloatArray,
+    Normalizer,
+    feature_arrays,
+    frame_column,
+    records_column,
+)
 from cryptopred_training.models.transformer import (
     CausalTransformer,
     TransformerSpec,
@@ -61,30 +68,46 @@ class PricePredictor:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One row per horizon from the last >= window_steps indicator rows (any order)."""
-        if len(frame) < self.window_steps:
-            raise ValueError(
-                f"need at least {self.window_steps} indicator rows (window_steps), got {len(frame)}"
-            )
+        self._check_length(len(frame))
         rows = frame.sort_values("window_start_ms").iloc[-self.window_steps :]
-        features = compute_features(rows)[list(self.feature_columns)].to_numpy(dtype=np.float64)
+        forecasts = self._forecast(lambda column: frame_column(rows, column))
+        return pd.DataFrame(forecasts, columns=list(OUTPUT_COLUMNS))
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`predict` on indicator rows given as mappings (the HTTP API's and the DB's rows),
+        without a DataFrame: the same numbers, one dict per horizon."""
+        self._check_length(len(records))
+        rows = sorted(records, key=lambda row: int(row["window_start_ms"]))[-self.window_steps :]
+        forecasts = self._forecast(lambda column: records_column(rows, column))
+        columns = list(forecasts.values())
+        return [dict(zip(forecasts, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def _check_length(self, n_rows: int) -> None:
+        if n_rows < self.window_steps:
+            raise ValueError(
+                f"need at least {self.window_steps} indicator rows (window_steps), got {n_rows}"
+            )
+
+    def _forecast(self, column: Callable[[str], FloatArray]) -> dict[str, list[Any]]:
+        """OUTPUT_COLUMNS as lists of plain numbers, from the window's columns."""
+        arrays = feature_arrays(column)
+        features = np.column_stack([arrays[name] for name in self.feature_columns])
         x = torch.from_numpy(self.normalizer.transform(features)).unsqueeze(0)
         with torch.no_grad():
             scaled = self.model(x)[0].numpy().astype(np.float64)
         returns = scaled * np.asarray(self.normalizer.target_scale)[:, None]
-        close = float(rows["close"].iloc[-1])
-        window_end_ms = int(rows["window_start_ms"].iloc[-1]) + self.candle_seconds * 1000
-        return pd.DataFrame(
-            {
-                "horizon_seconds": list(self.horizon_seconds),
-                "window_end_ms": window_end_ms,
-                "target_ts_ms": [window_end_ms + h * 1000 for h in self.horizon_seconds],
-                "predicted_return": returns[:, 1],
-                "predicted_close": close * np.exp(returns[:, 1]),
-                "lower": close * np.exp(returns[:, 0]),
-                "upper": close * np.exp(returns[:, 2]),
-            },
-            columns=list(OUTPUT_COLUMNS),
-        )
+        close = float(column("close")[-1])
+        window_end_ms = int(column("window_start_ms")[-1]) + self.candle_seconds * 1000
+        horizons = list(self.horizon_seconds)
+        return {
+            "horizon_seconds": horizons,
+            "window_end_ms": [window_end_ms] * len(horizons),
+            "target_ts_ms": [window_end_ms + h * 1000 for h in horizons],
+            "predicted_return": returns[:, 1].tolist(),
+            "predicted_close": (close * np.exp(returns[:, 1])).tolist(),
+            "lower": (close * np.exp(returns[:, 0])).tolist(),
+            "upper": (close * np.exp(returns[:, 2])).tolist(),
+        }
 
     def state(self) -> dict[str, Any]:
         """Plain values and tensors only; loadable with torch.load(weights_only=True)."""

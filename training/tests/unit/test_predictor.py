@@ -56,3 +56,23 @@ def test_save_and_load_round_trip(predictor, frame, tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(frame)["predicted_return"], predictor.predict(frame)["predicted_return"]
     )
+
+
+def test_records_give_the_same_forecasts_as_the_frame(predictor, frame):
+    window = frame.tail(30).copy()
+    window.loc[window.index[-3], "rsi_7"] = np.nan  # a missing indicator: None in a record
+    records = window.sample(frac=1.0, random_state=2).to_dict("records")
+    for record in records:
+        record["rsi_7"] = None if record["rsi_7"] != record["rsi_7"] else record["rsi_7"]
+    assert any(record["rsi_7"] is None for record in records)
+    expected = predictor.predict(window)
+    got = predictor.predict_records(records)
+    assert [list(r) for r in got] == [list(OUTPUT_COLUMNS)] * 3
+    for column in OUTPUT_COLUMNS:
+        assert [r[column] for r in got] == expected[column].tolist(), column
+    assert all(type(r["horizon_seconds"]) is int and type(r["upper"]) is float for r in got)
+
+
+def test_records_too_few_rows_names_the_required_length(predictor, frame):
+    with pytest.raises(ValueError, match="need at least 20 indicator rows"):
+        predictor.predict_records(frame.tail(19).to_dict("records"))

@@ -315,6 +315,8 @@ class Demo:
         from cryptopred_ingest.stream.actors import stop_pipeline
         from cryptopred_serving.deploy import delete_app
 
+        if self.sources:
+            self.say("stopping the trade sources ...")
         for actor in self.sources:
             try:
                 ray.get(actor.stop.remote(), timeout=30)
@@ -324,5 +326,6 @@ class Demo:
         self.sources.clear()
         stop_pipeline(self.stream, say=self.say)
         if self.base_url:
+            self.say("deleting the Serve app ...")
             delete_app(self.serve)
             self.base_url = None

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from cryptopred.kafka import broker_healthy
+from cryptopred.raycluster import serve_ingress_env, serve_run_dir
 from cryptopred.settings import Settings
 from cryptopred.stack.process import (
     PartError,
@@ -354,7 +355,9 @@ class RayHead(Part):
         ]
         if self.settings.ray_num_cpus:
             argv += ["--num-cpus", str(self.settings.ray_num_cpus)]
-        return spawn(self.name, argv, self.log_path, env={"RAY_USAGE_STATS_ENABLED": "0"})
+        run_dir = serve_run_dir(str(self.settings.ray_port))
+        env = {"RAY_USAGE_STATS_ENABLED": "0", **serve_ingress_env(self.settings, run_dir)}
+        return spawn(self.name, argv, self.log_path, env=env)
 
 
 def _pg_bin_dir() -> Path:

@@ -6,6 +6,8 @@ temporary folder, and stopped by its pid at the end. Unit tests never request th
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cryptopred.raycluster import serve_ingress_environ
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -82,18 +85,23 @@ def ray_session() -> Iterator[Any]:
     """One local Ray cluster shared by every Ray test of the session."""
     import ray
 
-    # address="local": never join a cluster some other process left in /tmp/ray
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    # The Serve ingress users get by default (HAProxy), set up as the embedded head does.
+    # short, under /tmp: see serve_run_dir
+    run_dir = Path(tempfile.mkdtemp(prefix="cryptopred-", dir="/tmp"))
+    with serve_ingress_environ(Settings(), run_dir):
+        # address="local": never join a cluster some other process left in /tmp/ray
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         yield ray
     finally:
         ray.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
