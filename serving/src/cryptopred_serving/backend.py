@@ -215,42 +215,69 @@ class Backend:
     def predict(self, pair: str, candle_seconds: int, rows: list[dict[str, Any]] | None) -> bytes:
         """Every horizon's forecast as JSON (PredictResponse); without `rows` on the latest rows
         in the DB, reusing the last answer while those rows and the champion are unchanged."""
+        if rows is not None:
+            champion, window = self.explicit_window(pair, candle_seconds, rows)
+            forecasts = self.predict_fn(champion, window)
+            return self.answer(pair, candle_seconds, champion, forecasts)
         champion = self.champion(pair, candle_seconds)
         need = champion.window_steps
-        from_db = rows is None
-        if rows is None:
-            rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
-            loc: tuple[str | int, ...] = ("body", "pair")
-            cached = self._predicted.get((pair, candle_seconds))
-            if (
-                cached is not None
-                and len(rows) >= need
-                and cached[1:3] == (champion.model_id, int(rows[-1]["window_end_ms"]))
-            ):
-                self._predicted[(pair, candle_seconds)] = (time.monotonic(), *cached[1:])
-                return cached[3]
-        else:
-            loc = ("body", "rows")
-            for i, row in enumerate(rows):
-                if row["pair"] != pair or row["candle_seconds"] != candle_seconds:
-                    raise ClientError(
-                        422,
-                        "every row must have the request's pair and candle_seconds",
-                        ("body", "rows", i),
-                    )
-                try:
-                    IndicatorRow(**row)
-                except (RecordError, TypeError) as exc:
-                    raise ClientError(422, str(exc), ("body", "rows", i)) from None
+        rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
+        cached = self._predicted.get((pair, candle_seconds))
+        if (
+            cached is not None
+            and len(rows) >= need
+            and cached[1:3] == (champion.model_id, int(rows[-1]["window_end_ms"]))
+        ):
+            self._predicted[(pair, candle_seconds)] = (time.monotonic(), *cached[1:])
+            return cached[3]
+        window = self._window(champion, rows, ("body", "pair"))
+        body = self.answer(pair, candle_seconds, champion, self.predict_fn(champion, window))
+        self._predicted[(pair, candle_seconds)] = (
+            time.monotonic(),
+            champion.model_id,
+            int(window[-1]["window_end_ms"]),
+            body,
+        )
+        return body
+
+    def explicit_window(
+        self, pair: str, candle_seconds: int, rows: list[dict[str, Any]]
+    ) -> tuple[Champion, list[dict[str, Any]]]:
+        """The champion and the model's window from a request's own rows, checked (422 naming
+        the row or the required length); cheap enough for the event loop."""
+        champion = self.champion(pair, candle_seconds)
+        for i, row in enumerate(rows):
+            if row["pair"] != pair or row["candle_seconds"] != candle_seconds:
+                raise ClientError(
+                    422,
+                    "every row must have the request's pair and candle_seconds",
+                    ("body", "rows", i),
+                )
+            try:
+                IndicatorRow(**row)
+            except (RecordError, TypeError) as exc:
+                raise ClientError(422, str(exc), ("body", "rows", i)) from None
+        return champion, self._window(champion, rows, ("body", "rows"))
+
+    @staticmethod
+    def _window(
+        champion: Champion, rows: list[dict[str, Any]], loc: tuple[str | int, ...]
+    ) -> list[dict[str, Any]]:
+        need = champion.window_steps
         if len(rows) < need:
             raise ClientError(
                 422,
                 f"need at least {need} indicator rows (the model's window), got {len(rows)}",
                 loc,
             )
-        rows = sorted(rows, key=lambda r: int(r["window_start_ms"]))[-need:]
-        forecasts = self.predict_fn(champion, rows)
-        body = _json(
+        return sorted(rows, key=lambda r: int(r["window_start_ms"]))[-need:]
+
+    @staticmethod
+    def answer(
+        pair: str, candle_seconds: int, champion: Champion, forecasts: list[dict[str, Any]]
+    ) -> bytes:
+        """The PredictResponse JSON of a window's forecasts."""
+        return _json(
             PredictResponse,
             {
                 "pair": pair,
@@ -261,15 +288,6 @@ class Backend:
                 "forecasts": forecasts,
             },
         )
-        if from_db:
-            window_end = int(rows[-1]["window_end_ms"])
-            self._predicted[(pair, candle_seconds)] = (
-                time.monotonic(),
-                champion.model_id,
-                window_end,
-                body,
-            )
-        return body
 
 
 def _json(model: type[BaseModel], value: dict[str, Any]) -> bytes:
