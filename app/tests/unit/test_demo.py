@@ -93,3 +93,20 @@ def test_kraken_demo_offline_fails_in_seconds_naming_the_way_out():
         demo._backfill(now_ms=1_795_669_080_000, days=1.0)
     assert closed in str(caught.value) and "\n" not in str(caught.value)
     assert time.monotonic() - started < 15
+
+
+def test_sigterm_stops_the_demo_like_ctrl_c():
+    import os
+    import signal
+    import time
+
+    from cryptopred.demo.cli import stop_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        stop_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the latest here
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -49,21 +49,21 @@ def app(postgres, mlflow_server, ray_session, tmp_path_factory):
     )
     broker = Broker(base)
     broker.start()
-    kafka = base.model_copy(update={"kafka_bootstrap": broker.address})
-    ensure_topics(kafka, topics.ALL_TOPICS)
-    settings = ServeSettings(
-        kafka_bootstrap=broker.address,
-        database_url=postgres.db_url,
-        mlflow_tracking_uri=mlflow_server.mlflow_uri,
-        pairs=[PAIR],
-        candle_seconds=[60],
-        model_poll_s=1.0,
-        publisher_group="rst-publisher",
-        serve_port=free_port(),
-        serve_app_name=APP,
-    )
-    deploy_app(settings)
-    try:
+    try:  # a failed deploy must not leave the broker running
+        kafka = base.model_copy(update={"kafka_bootstrap": broker.address})
+        ensure_topics(kafka, topics.ALL_TOPICS)
+        settings = ServeSettings(
+            kafka_bootstrap=broker.address,
+            database_url=postgres.db_url,
+            mlflow_tracking_uri=mlflow_server.mlflow_uri,
+            pairs=[PAIR],
+            candle_seconds=[60],
+            model_poll_s=1.0,
+            publisher_group="rst-publisher",
+            serve_port=free_port(),
+            serve_app_name=APP,
+        )
+        deploy_app(settings)
         yield {"rows": rows[HISTORY_ROWS:], "kafka": kafka, "db_url": postgres.db_url}
     finally:
         serve.delete(APP)

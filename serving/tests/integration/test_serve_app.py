@@ -52,34 +52,37 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
     )
     broker = Broker(base)
     broker.start()
-    settings = {
-        "kafka_bootstrap": broker.address,
-        "database_url": postgres.db_url,
-        "mlflow_tracking_uri": mlflow_server.mlflow_uri,
-        "pairs": [PAIR],
-        "candle_seconds": [60],
-        "model_poll_s": 1.0,
-        "latest_cache_ms": 0,
-        "publisher_group": "srv-publisher",
-    }
-    ensure_topics(base.model_copy(update={"kafka_bootstrap": broker.address}), topics.ALL_TOPICS)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(settings), name="cryptopred-test", route_prefix="/")
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
+    client = None
+    try:  # a failed deploy must not leave the broker running
+        settings = {
+            "kafka_bootstrap": broker.address,
+            "database_url": postgres.db_url,
+            "mlflow_tracking_uri": mlflow_server.mlflow_uri,
+            "pairs": [PAIR],
+            "candle_seconds": [60],
+            "model_poll_s": 1.0,
+            "latest_cache_ms": 0,
+            "publisher_group": "srv-publisher",
+        }
+        kafka = base.model_copy(update={"kafka_bootstrap": broker.address})
+        ensure_topics(kafka, topics.ALL_TOPICS)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(settings), name="cryptopred-test", route_prefix="/")
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         yield {
             "client": client,
             "rows": rows,
             "version": version,
             "frame": frame,
-            "kafka": base.model_copy(update={"kafka_bootstrap": broker.address}),
+            "kafka": kafka,
             "db_url": postgres.db_url,
             "mlflow_uri": mlflow_server.mlflow_uri,
             "port": port,
         }
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         serve.delete("cryptopred-test")
         serve.shutdown()  # the next module starts Serve on its own port
         broker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from typing import Annotated
 
@@ -17,6 +18,16 @@ from cryptopred.stack.process import PartError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, `docker stop`, a process manager) stops the demo the way Ctrl-C does:
+    the source, the stages and the Serve app, not just this process."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def demo(
@@ -57,6 +68,7 @@ def demo(
             say(f"{name:<14} {url}")
         if not view:
             return
+        stop_on_sigterm()  # after ray.init, which makes SIGTERM a plain exit
         with Live(render(collect(run)), console=console, refresh_per_second=1) as live:
             while True:
                 time.sleep(settings.demo_refresh_s)
