@@ -33,10 +33,16 @@ def serve_ingress_env(settings: Settings, run_dir: Path) -> dict[str, str]:
     server state) go under `run_dir` and its stats, metrics and fallback-proxy ports are free
     ones, so that two Ray clusters on one machine (the stack and a test run) do not collide; a
     stopping API replica answers for `serve_drain_s` (Ray's default 30 s is meant for load
-    balancers slower than a local HAProxy). `proxy`: Serve's Python proxy actor.
+    balancers slower than a local HAProxy). `proxy`: Serve's Python proxy actor. Either way the
+    replicas run user code on their own event loop.
     Variables already in the environment win, so Ray's own knobs stay usable.
     """
-    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1" if settings.serve_ingress == "haproxy" else "0"}
+    env = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1" if settings.serve_ingress == "haproxy" else "0",
+        # replicas run the app on their own event loop instead of handing every request to a
+        # second thread (a third less CPU per request); the app keeps blocking work off it
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    }
     if settings.serve_ingress == "haproxy":
         env |= {
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),

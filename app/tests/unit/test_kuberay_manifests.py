@@ -624,6 +624,7 @@ def test_rayservice_embeds_exactly_the_serve_yaml(overlay: str) -> None:
     # the same HTTP ingress as the embedded stack: HAProxy straight to the API replicas
     env = {e["name"]: e.get("value") for c in head["containers"] for e in c.get("env", [])}
     assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+    assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0"
 
 
 def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ def test_haproxy_is_the_default_with_its_files_and_ports_apart(tmp_path: Path) -
 
 def test_proxy_ingress_turns_haproxy_off(tmp_path: Path) -> None:
     settings = load_settings(serve_ingress="proxy")
-    assert serve_ingress_env(settings, tmp_path) == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    assert serve_ingress_env(settings, tmp_path) == {
+        "RAY_SERVE_ENABLE_HA_PROXY": "0",
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    }
 
 
 def test_variables_already_set_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
