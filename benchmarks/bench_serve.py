@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -297,7 +298,8 @@ def main() -> None:
             train_and_register(settings.mlflow_uri, frame.iloc[:HISTORY_ROWS], seed=0, pair=PAIR)
             print(f"champion trained and registered in {time.perf_counter() - started:.1f} s")
             ingress = settings.model_copy(update={"serve_ingress": args.ingress})
-            with serve_ingress_environ(ingress, serve_run_dir(f"bench-{os.getpid()}")):
+            run_dir = serve_run_dir(f"bench-{os.getpid()}")
+            with serve_ingress_environ(ingress, run_dir):
                 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             overrides: dict[str, Any] = {}
             if args.api_replicas is not None:
@@ -325,6 +327,7 @@ def main() -> None:
             finally:
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 ray.shutdown()
+                shutil.rmtree(run_dir, ignore_errors=True)
         finally:
             for part in reversed(parts):
                 part.stop()
