@@ -49,10 +49,14 @@ async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=exc.body())
 
 
+def _model_of(handle: Handle, champion: Champion) -> Handle:
+    """The model server handle routed to the replica that holds the champion's version."""
+    return handle.options(multiplexed_model_id=champion.model_id)
+
+
 def _call_model(handle: Handle, champion: Champion, rows: list[dict[str, Any]]) -> Any:
     """Blocking model call from a worker thread (never from the event loop)."""
-    response = handle.options(multiplexed_model_id=champion.model_id).predict.remote(rows)
-    return response.result(timeout_s=60)
+    return _model_of(handle, champion).predict.remote(rows).result(timeout_s=60)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32)
@@ -92,7 +96,7 @@ class ModelServer:
 
 def _watcher(settings: ServeSettings, models: Handle) -> ChampionWatcher:
     def warm(champion: Champion) -> None:  # load the new version before traffic switches
-        models.options(multiplexed_model_id=champion.model_id).warm.remote().result(timeout_s=120)
+        _model_of(models, champion).warm.remote().result(timeout_s=120)
 
     return ChampionWatcher(
         settings.mlflow_uri, settings.pairs, settings.candle_seconds, settings.model_poll_s, warm
@@ -242,14 +246,13 @@ class PredictionAPI:
         if body.rows is not None:  # checked here, the model awaited without a thread hop
             rows = [r.model_dump() for r in body.rows]
             champion, window = self.backend.explicit_window(p, width, rows)
-            call = self.model_server.options(multiplexed_model_id=champion.model_id).predict
-            forecasts = await call.remote(window)
+            forecasts = await _model_of(self.model_server, champion).predict.remote(window)
             return Response(
                 self.backend.answer(p, width, champion, forecasts), media_type="application/json"
             )
         answer = self.backend.cached_prediction(p, width)
         if answer is None:
-            answer = await run_in_threadpool(self.backend.predict, p, width, None)
+            answer = await run_in_threadpool(self.backend.predict_latest, p, width)
         return Response(answer, media_type="application/json")
 
     @api.get("/v1/metrics/live", response_model=list[LiveMetric])

@@ -212,13 +212,10 @@ class Backend:
             return None
         return cached[3] if time.monotonic() - cached[0] < self.latest_cache_ms / 1000 else None
 
-    def predict(self, pair: str, candle_seconds: int, rows: list[dict[str, Any]] | None) -> bytes:
-        """Every horizon's forecast as JSON (PredictResponse); without `rows` on the latest rows
-        in the DB, reusing the last answer while those rows and the champion are unchanged."""
-        if rows is not None:
-            champion, window = self.explicit_window(pair, candle_seconds, rows)
-            forecasts = self.predict_fn(champion, window)
-            return self.answer(pair, candle_seconds, champion, forecasts)
+    def predict_latest(self, pair: str, candle_seconds: int) -> bytes:
+        """Every horizon's forecast as JSON (PredictResponse) on the latest rows in the DB,
+        reusing the last answer while those rows and the champion are unchanged. (A request's
+        own rows go through `explicit_window` and `answer`, the model awaited in between.)"""
         champion = self.champion(pair, candle_seconds)
         need = champion.window_steps
         rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
