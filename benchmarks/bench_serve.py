@@ -57,7 +57,7 @@ PAIR = "BTC/USD"
 HISTORY_ROWS = 400
 WARM_ROWS = 3  # streamed before the measured candles (first DB read, first model call)
 LOAD = Path(__file__).with_name("serve_load.py")
-PEAK_RATES = (25, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1500, 2000)
+PEAK_RATES = (25, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000)
 
 
 def load() -> str:

@@ -10,18 +10,24 @@ through `user_config` (`reconfigure`).
 import asyncio
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle as _Handle
-from starlette.concurrency import run_in_threadpool
 
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.fastpath import (
+    CANDLE_SECONDS_MAX,
+    HORIZON_SECONDS_MAX,
+    CachedLatest,
+    serve_cached,
+)
 from cryptopred_serving.pairs import pair_to_url
 from cryptopred_serving.publisher import PublisherStage, published_tail
 from cryptopred_serving.schemas import (
@@ -32,6 +38,7 @@ from cryptopred_serving.schemas import (
     PredictResponse,
 )
 from cryptopred_serving.settings import ServeSettings
+from cryptopred_serving.singleflight import SingleFlight
 from cryptopred_serving.ui import chart_page, plotly_js
 
 Handle = _Handle[Any]
@@ -42,6 +49,8 @@ api = FastAPI(
     "live accuracy and a chart page.",
     version="0.1.0",
 )
+# fresh cached `GET /v1/predictions/{pair}` answers skip FastAPI's routing (see fastpath)
+api.add_middleware(CachedLatest)
 
 
 @api.exception_handler(ClientError)
@@ -50,8 +59,13 @@ async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
 
 
 def _model_of(handle: Handle, champion: Champion) -> Handle:
-    """The model server handle routed to the replica that holds the champion's version."""
-    return handle.options(multiplexed_model_id=champion.model_id)
+    """The model server handle routed to the replica that holds the champion's version.
+
+    Calls go over Serve's inter-deployment gRPC (`_by_reference=False`) instead of Ray actor
+    tasks and object refs: about 30 % less CPU per call on both sides (9.5 instead of 13.5 ms
+    for an explicit-rows `POST` on the 2-core machine); nothing here needs an ObjectRef.
+    """
+    return handle.options(multiplexed_model_id=champion.model_id, _by_reference=False)
 
 
 def _call_model(handle: Handle, champion: Champion, rows: list[dict[str, Any]]) -> Any:
@@ -194,6 +208,9 @@ class PredictionAPI:
             self.watcher.get,
             lambda champion, rows: _call_model(models, champion, rows),
         )
+        # cache misses of the hot routes: one DB read (or model call) per key at a time
+        self.flights: SingleFlight[tuple[Any, ...], bytes | None] = SingleFlight()
+        serve_cached(self.backend.cached_latest)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if "model_poll_s" in user_config:
@@ -222,21 +239,22 @@ class PredictionAPI:
         return self.backend.history(p, self.backend.candle_seconds(candle_seconds), limit)
 
     # the two hot routes run on the event loop and answer from the backend's caches there;
-    # only a DB read or a model call goes to the threadpool
+    # only a cache miss goes to a worker thread, once per key however many requests wait
     @api.get("/v1/predictions/{pair:path}", response_model=PredictionOut)
     async def latest(
         self,
         pair: str,
-        candle_seconds: int | None = Query(None, ge=1, le=86_400),
-        horizon_seconds: int | None = Query(None, ge=1, le=7 * 86_400),
+        candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX),
+        horizon_seconds: int | None = Query(None, ge=1, le=HORIZON_SECONDS_MAX),
     ) -> Response:
+        # a fresh cached answer has usually gone out from CachedLatest before this runs
         p = self.backend.pair(pair)
         key = self.backend.latest_key(
             p, self.backend.candle_seconds(candle_seconds), horizon_seconds
         )
         body = self.backend.latest(key, read=False)
         if body is None:
-            body = await run_in_threadpool(self.backend.latest, key)
+            body = await self.flights.run(("latest", *key), partial(self.backend.latest, key))
         return Response(body, media_type="application/json")
 
     @api.post("/v1/predict", response_model=PredictResponse)
@@ -252,7 +270,9 @@ class PredictionAPI:
             )
         answer = self.backend.cached_prediction(p, width)
         if answer is None:
-            answer = await run_in_threadpool(self.backend.predict_latest, p, width)
+            answer = await self.flights.run(
+                ("predict", p, width), partial(self.backend.predict_latest, p, width)
+            )
         return Response(answer, media_type="application/json")
 
     @api.get("/v1/metrics/live", response_model=list[LiveMetric])
@@ -287,14 +307,20 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     """The application graph; `args` override settings (e.g. `pairs`, `candle_seconds`)."""
     settings = ServeSettings(**(args or {}))
     settings_json = settings.model_dump_json()
+    # Serve's access log writes a line per request (and per handle call) to the replica's log
+    # file and stderr: about a tenth of the API's CPU per cached GET; Serve's request metrics
+    # count requests either way
+    logging_config = {"enable_access_log": settings.serve_access_log}
     models = ModelServer.options(  # type: ignore[attr-defined]
-        num_replicas=settings.model_replicas
+        num_replicas=settings.model_replicas, logging_config=logging_config
     ).bind(settings.mlflow_uri)
     publisher = (
-        PredictionPublisher.bind(models, settings_json)  # type: ignore[attr-defined]
+        PredictionPublisher.options(  # type: ignore[attr-defined]
+            logging_config=logging_config
+        ).bind(models, settings_json)
         if settings.publisher_enabled
         else None
     )
     return PredictionAPI.options(  # type: ignore[attr-defined]
-        num_replicas=settings.api_replicas
+        num_replicas=settings.api_replicas, logging_config=logging_config
     ).bind(models, publisher, settings_json)

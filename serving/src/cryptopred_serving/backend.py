@@ -159,6 +159,18 @@ class Backend:
             raise ClientError(404, f"no prediction for {pair_to_url(key[0])} yet")
         return body
 
+    def cached_latest(
+        self, pair_text: str, candle_seconds: int | None, horizon_seconds: int | None
+    ) -> bytes | None:
+        """The latest-prediction answer for a request when the cache holds it fresh, else
+        None: also for anything the route would refuse (it then says why)."""
+        try:
+            pair = self.pair(pair_text)
+            key = self.latest_key(pair, self.candle_seconds(candle_seconds), horizon_seconds)
+            return self.latest(key, read=False)
+        except ClientError:
+            return None
+
     def history(self, pair: str, candle_seconds: int, limit: int) -> list[dict[str, Any]]:
         return self.db.run(queries.prediction_history, pair, candle_seconds, limit)
 

@@ -19,6 +19,9 @@ class ServeSettings(Settings):
     latest_cache_ms: int = Field(
         250, ge=0, description="how long a latest-prediction answer may be reused"
     )
+    serve_access_log: bool = Field(
+        False, description="Serve's access log: a line per request in the replica logs"
+    )
     publisher_enabled: bool = Field(True, description="run the streaming PredictionPublisher")
     publisher_group: str = Field("cryptopred-publisher", description="its consumer group")
     publisher_max_age_s: float | None = Field(
