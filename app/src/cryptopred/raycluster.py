@@ -58,11 +58,13 @@ def serve_ingress_env(settings: Settings, run_dir: Path) -> dict[str, str]:
     return {key: value for key, value in env.items() if key not in os.environ}
 
 
-def serve_run_dir(name: str) -> Path:
-    """`/tmp/cryptopred-<name>` for HAProxy's files. Short on purpose: Ray puts them under
-    `<dir>/<56-hex node id>/`, and HAProxy refuses a socket path longer than 97 bytes."""
+def serve_run_dir(name: str, *, make: bool = True) -> Path:
+    """`/tmp/cryptopred-<name>` for HAProxy's files (made unless `make=False`). Short on
+    purpose: Ray puts them under `<dir>/<56-hex node id>/`, and HAProxy refuses a socket path
+    longer than 97 bytes."""
     path = Path("/tmp") / f"cryptopred-{name}"  # noqa: S108 (a fixed short path is the point)
-    path.mkdir(parents=True, exist_ok=True)
+    if make:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -81,7 +81,11 @@ def demo_run(postgres, mlflow_server, ray_session, tmp_path, unique):
 
 def test_offline_demo_serves_predictions_over_http_kafka_and_db(demo_run):
     demo, pair, lines = demo_run
-    demo.run_to_live()
+    import ray
+
+    joined: list[bool] = []  # the demo re-installs its SIGTERM handler here, after ray.init
+    demo.run_to_live(connected=lambda: joined.append(ray.is_initialized()))
+    assert joined == [True]
     assert demo.decisions[pair].startswith("champion"), lines
 
     status, latest = http_json(f"{demo.base_url}/v1/predictions/{pair_url(pair)}")

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from cryptopred.raycluster import serve_run_dir
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port, port_in_use
@@ -113,8 +114,11 @@ def test_up_status_down_lifecycle(stack_env):
     }
     assert before == after and len(after) == 4
 
+    run_dir = serve_run_dir(str(ports["RAY_PORT"]), make=False)  # HAProxy's, made at start
+    assert run_dir.is_dir()
     down = run(env, "down")
     assert down.returncode == 0, down.stderr
+    assert not run_dir.exists()
     for name in ("broker", "postgres", "mlflow", "ray"):
         assert f"stopped {name}" in down.stdout
     for pid in after.values():

@@ -58,6 +58,7 @@ def test_environ_is_restored_after_ray_starts(tmp_path: Path) -> None:
 
 
 def test_run_dir_leaves_room_for_haproxy_socket_paths() -> None:
+    assert not serve_run_dir("65535", make=False).exists()  # make=False only names it
     path = serve_run_dir("65535")
     try:
         assert len(f"{path}/{'0' * 56}/metrics.sock") <= 97

@@ -62,13 +62,14 @@ def demo(
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     run = Demo(settings, say)
+    stop_on_sigterm()
     try:
-        run.run_to_live()
+        # again once connected: ray.init makes SIGTERM a plain exit of this process
+        run.run_to_live(connected=stop_on_sigterm)
         for name, url in run.urls().items():
             say(f"{name:<14} {url}")
         if not view:
             return
-        stop_on_sigterm()  # after ray.init, which makes SIGTERM a plain exit
         with Live(render(collect(run)), console=console, refresh_per_second=1) as live:
             while True:
                 time.sleep(settings.demo_refresh_s)

@@ -83,10 +83,12 @@ class Demo:
         self.history_end_ms = 0
 
     # -- the steps -----------------------------------------------------------------------
-    def run_to_live(self) -> None:
-        """Every step up to live predictions; raises DemoError when one cannot go on."""
+    def run_to_live(self, connected: Callable[[], None] = lambda: None) -> None:
+        """Every step up to live predictions; raises DemoError when one cannot go on.
+        `connected` runs once this process has joined Ray (the first step that does)."""
         self.prepare()
         self.start_stream()
+        connected()
         self.load_history()
         self.wait_for_history()
         self.train_models()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -358,6 +359,12 @@ class RayHead(Part):
         run_dir = serve_run_dir(str(self.settings.ray_port))
         env = {"RAY_USAGE_STATS_ENABLED": "0", **serve_ingress_env(self.settings, run_dir)}
         return spawn(self.name, argv, self.log_path, env=env)
+
+    def stop(self) -> bool:
+        stopped = super().stop()
+        if stopped:  # Serve's HAProxy files, only of the head this stack started
+            shutil.rmtree(serve_run_dir(str(self.settings.ray_port), make=False), True)
+        return stopped
 
 
 def _pg_bin_dir() -> Path:
