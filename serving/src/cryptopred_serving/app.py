@@ -162,6 +162,7 @@ class PredictionPublisher:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.runner.close()
+            self.stage.close()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if "model_poll_s" in user_config:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from confluent_kafka import TopicPartition
 
 from cryptopred import tables, topics
@@ -77,13 +79,31 @@ class PublisherStage(Stage):
         self.skipped_no_champion = 0
         # predictions made but maybe not committed to the DB yet, by (pair, width, target)
         self._pending: dict[tuple[str, int, int], list[Prediction]] = {}
+        self._conn: psycopg.Connection | None = None
+
+    @contextmanager
+    def _db(self) -> Iterator[psycopg.Connection]:
+        """The stage's one connection for its reads (autocommit: each sees the latest
+        commits), kept between rows; closed on an error, so the next use reconnects."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.db_url, autocommit=True)
+        try:
+            yield self._conn
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _history(self, row: IndicatorRow) -> deque[IndicatorRow]:
         """The rows before `row` of its series; read from the DB the first time."""
         key = (row.pair, row.candle_seconds)
         rows = self._rows.get(key)
         if rows is None:
-            with connect(self.db_url) as conn:
+            with self._db() as conn:
                 stored = queries.recent_indicator_rows(
                     conn, row.pair, row.candle_seconds, self.history_rows
                 )
@@ -139,7 +159,7 @@ class PublisherStage(Stage):
     def _score(self, row: IndicatorRow, now_ms: int, out: Emit) -> None:
         """Outcomes of the predictions whose target time is this row's window end."""
         pending = self._pending.pop((row.pair, row.candle_seconds, row.window_end_ms), [])
-        with connect(self.db_url) as conn:
+        with self._db() as conn:
             stored = queries.predictions_targeting(
                 conn, row.pair, row.candle_seconds, row.window_end_ms
             )

@@ -3,6 +3,7 @@ and once in the DB, also when the replica dies between the Kafka acks and the DB
 
 from collections import Counter
 
+import psycopg
 import pytest
 
 from cryptopred import tables, topics
@@ -213,4 +214,42 @@ def test_a_replay_after_a_restart_publishes_each_prediction_once(postgres):
     assert sorted(db_keys(conn, pair)) == sorted(
         (r.window_end_ms, h) for r in live for h in (60, 300)
     )
+    first.close()
+    second.close()
     conn.close()
+
+
+def test_the_stage_keeps_one_db_session_and_reconnects_after_losing_it(postgres):
+    """Stage level, no Ray: the reads of every row share one session; when PostgreSQL ends it,
+    that row fails (the runner's cycle then fails and replays) and the next one reconnects."""
+    from cryptopred_training.synthetic import synthetic_indicator_frame
+
+    pair = "SES/USD"
+    rows = rows_of(synthetic_indicator_frame(30, pair=pair, seed=4))
+    admin = connect(postgres.db_url, autocommit=True)
+    upsert(admin, tables.TECHNICAL_INDICATORS, rows[:20], "postgres")
+    champion = Champion("SES-USD-60s", "1", None, {"window_steps": "4", "horizon_seconds": "60"})
+    stage = PublisherStage(postgres.db_url, {(pair, 60)}, lambda p, c: champion, fake_predict)
+
+    def sessions():
+        return {r["pid"] for r in fetch_all(admin, "SELECT pid FROM pg_stat_activity")}
+
+    def session_of_stage():
+        return stage._conn.info.backend_pid if stage._conn is not None else None
+
+    feed(stage, rows[20:21], 0)
+    first_session = session_of_stage()
+    out = feed(stage, rows[21:24], 1)
+    assert len(out.rows[tables.PREDICTIONS]) == 3 * 2  # fake_predict: two horizons a row
+    assert session_of_stage() == first_session  # one session for every row's reads
+    fetch_all(admin, "SELECT pg_terminate_backend(%s) AS done", (first_session,))
+    with pytest.raises(psycopg.OperationalError):
+        feed(stage, rows[24:25], 4)
+    assert session_of_stage() is None  # dropped with the error
+    out = feed(stage, rows[25:27], 5)
+    assert len(out.rows[tables.PREDICTIONS]) == 2 * 2
+    second_session = session_of_stage()
+    assert second_session not in (None, first_session) and second_session in sessions()
+    stage.close()
+    wait_for(lambda: second_session not in sessions(), 10, "the stage's session to end")
+    admin.close()
