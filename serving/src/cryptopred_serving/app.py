@@ -10,6 +10,7 @@ through `user_config` (`reconfigure`).
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -28,6 +29,7 @@ from cryptopred_serving.fastpath import (
     CachedLatest,
     serve_cached,
 )
+from cryptopred_serving.local_models import LocalModels, load_from_mlflow, one_torch_thread
 from cryptopred_serving.pairs import pair_to_url
 from cryptopred_serving.publisher import PublisherStage, published_tail
 from cryptopred_serving.schemas import (
@@ -101,17 +103,20 @@ class ModelServer:
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         predictor = await self.get_model(serve.get_multiplexed_model_id())
-        return await asyncio.to_thread(predictor.predict_records, rows)
+        return await asyncio.to_thread(_predict, predictor, rows)
 
     async def warm(self) -> bool:
         await self.get_model(serve.get_multiplexed_model_id())
         return True
 
 
-def _watcher(settings: ServeSettings, models: Handle) -> ChampionWatcher:
-    def warm(champion: Champion) -> None:  # load the new version before traffic switches
-        _model_of(models, champion).warm.remote().result(timeout_s=120)
+def _predict(predictor: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    one_torch_thread()  # in this worker thread too, not only where the replica started
+    return list(predictor.predict_records(rows))
 
+
+def _watcher(settings: ServeSettings, warm: Callable[[Champion], Any]) -> ChampionWatcher:
+    """Follows the champion aliases; `warm` loads a new version before traffic switches."""
     return ChampionWatcher(
         settings.mlflow_uri, settings.pairs, settings.candle_seconds, settings.model_poll_s, warm
     )
@@ -123,7 +128,10 @@ class PredictionPublisher:
 
     def __init__(self, models: Handle, settings_json: str) -> None:
         self.settings = ServeSettings.model_validate_json(settings_json)
-        self.watcher = _watcher(self.settings, models)
+        self.watcher = _watcher(
+            self.settings,
+            lambda champion: _model_of(models, champion).warm.remote().result(timeout_s=120),
+        )
         self.stop = threading.Event()
         self.stage = stage = PublisherStage(
             self.settings.db_url,
@@ -197,18 +205,18 @@ class PredictionPublisher:
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=100)
 @serve.ingress(api)
 class PredictionAPI:
-    """The HTTP API; blocking DB and model calls run in FastAPI's threadpool."""
+    """The HTTP API. It predicts with its own copy of each champion (`LocalModels`, loaded
+    before traffic switches to it); blocking DB reads and predictions run in worker threads."""
 
-    def __init__(self, models: Handle, publisher: Handle | None, settings_json: str) -> None:
+    def __init__(self, publisher: Handle | None, settings_json: str) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # as in the model server: a 16-row window is not worth two
         self.settings = ServeSettings.model_validate_json(settings_json)
         self.publisher = publisher
-        self.model_server = models
-        self.watcher = _watcher(self.settings, models)
-        self.backend = Backend(
-            self.settings,
-            self.watcher.get,
-            lambda champion, rows: _call_model(models, champion, rows),
-        )
+        self.local = LocalModels(load_from_mlflow(self.settings.mlflow_uri), one_torch_thread)
+        self.watcher = _watcher(self.settings, self.local.load)
+        self.backend = Backend(self.settings, self.watcher.get, self.local.predict)
         # cache misses of the hot routes: one DB read (or model call) per key at a time
         self.flights: SingleFlight[tuple[Any, ...], bytes | None] = SingleFlight()
         serve_cached(self.backend.cached_latest)
@@ -262,10 +270,10 @@ class PredictionAPI:
     async def predict(self, body: PredictRequest) -> Response:
         p = self.backend.pair(body.pair, loc=("body", "pair"))
         width = self.backend.candle_seconds(body.candle_seconds)
-        if body.rows is not None:  # checked here, the model awaited without a thread hop
+        if body.rows is not None:  # checked on the loop, the model run in a worker thread
             rows = [r.model_dump() for r in body.rows]
             champion, window = self.backend.explicit_window(p, width, rows)
-            forecasts = await _model_of(self.model_server, champion).predict.remote(window)
+            forecasts = await asyncio.to_thread(self.local.predict, champion, window)
             return Response(
                 self.backend.answer(p, width, champion, forecasts), media_type="application/json"
             )
@@ -308,20 +316,19 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     """The application graph; `args` override settings (e.g. `pairs`, `candle_seconds`)."""
     settings = ServeSettings(**(args or {}))
     settings_json = settings.model_dump_json()
+    # the model server is the publisher's: the API predicts with its own copies (LocalModels)
     # Serve's access log writes a line per request (and per handle call) to the replica's log
     # file and stderr: about a tenth of the API's CPU per cached GET; Serve's request metrics
     # count requests either way
     logging_config = {"enable_access_log": settings.serve_access_log}
-    models = ModelServer.options(  # type: ignore[attr-defined]
-        num_replicas=settings.model_replicas, logging_config=logging_config
-    ).bind(settings.mlflow_uri)
-    publisher = (
-        PredictionPublisher.options(  # type: ignore[attr-defined]
+    publisher = None
+    if settings.publisher_enabled:
+        models = ModelServer.options(  # type: ignore[attr-defined]
+            num_replicas=settings.model_replicas, logging_config=logging_config
+        ).bind(settings.mlflow_uri)
+        publisher = PredictionPublisher.options(  # type: ignore[attr-defined]
             logging_config=logging_config
         ).bind(models, settings_json)
-        if settings.publisher_enabled
-        else None
-    )
     return PredictionAPI.options(  # type: ignore[attr-defined]
         num_replicas=settings.api_replicas, logging_config=logging_config
-    ).bind(models, publisher, settings_json)
+    ).bind(publisher, settings_json)

@@ -20,14 +20,14 @@ def _deployments(app: Any) -> dict[str, Any]:
     return found
 
 
-def test_the_graph_has_the_api_the_model_server_and_the_publisher() -> None:
+def test_the_graph_has_the_api_and_the_publisher_with_its_model_server() -> None:
     assert set(_deployments(build_app({"pairs": ["BTC/USD"]}))) == {
         "PredictionAPI",
         "ModelServer",
         "PredictionPublisher",
     }
     no_publisher = build_app({"pairs": ["BTC/USD"], "publisher_enabled": False})
-    assert set(_deployments(no_publisher)) == {"PredictionAPI", "ModelServer"}
+    assert set(_deployments(no_publisher)) == {"PredictionAPI"}  # it predicts in-process
 
 
 @pytest.mark.parametrize("enabled", [False, True])
