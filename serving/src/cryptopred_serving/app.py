@@ -77,8 +77,8 @@ def _call_model(handle: Handle, champion: Champion, rows: list[dict[str, Any]]) 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=32)
 class ModelServer:
-    """Loads registered model versions from MLflow, several per replica (multiplexed by
-    `<name>/<version>`), and predicts off the event loop."""
+    """The publisher's model calls: loads registered model versions from MLflow, several per
+    replica (multiplexed by `<name>/<version>`), and predicts off the event loop."""
 
     def __init__(self, tracking_uri: str) -> None:
         import mlflow
