@@ -62,7 +62,11 @@ class LocalModels:
         return self._models.get(champion.model_id)
 
     def load(self, champion: Champion) -> Any:
-        """The predictor of `champion`, loaded first when needed (blocking)."""
+        """The predictor of `champion`, loaded first when needed (blocking). A loaded one is
+        returned without the lock, so predictions never wait for another version's load."""
+        model = self._models.get(champion.model_id)
+        if model is not None:
+            return model
         with self._lock:
             model = self._models.get(champion.model_id)
             if model is None:

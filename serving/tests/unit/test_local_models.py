@@ -83,3 +83,28 @@ def test_the_thread_setup_runs_in_the_predicting_thread() -> None:
     worker.start()
     worker.join()
     assert setups == ["worker-1"]
+
+
+def test_a_loaded_model_is_served_while_another_version_loads() -> None:
+    release = threading.Event()
+
+    def loader(c: Champion) -> FakePredictor:
+        if c.version == "2":
+            assert release.wait(5)
+        return FakePredictor(c)
+
+    models = LocalModels(loader)
+    eth, new_btc = champion("ETH-USD-60s", "1"), champion("BTC-USD-60s", "2")
+    models.load(eth)
+    loading = threading.Thread(target=models.load, args=(new_btc,))
+    loading.start()
+    time.sleep(0.05)  # the new version's load now holds the lock
+    answered: list[Any] = []
+    reader = threading.Thread(target=lambda: answered.append(models.predict(eth, [])))
+    reader.start()
+    reader.join(2)
+    before_the_load_ended = list(answered)
+    release.set()
+    loading.join()
+    reader.join()
+    assert before_the_load_ended == [[{"model": "ETH-USD-60s/1", "rows": 0}]]
