@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cryptopred.settings import Settings
-from cryptopred.stack.process import free_port
+from cryptopred.stack.process import free_listen_port
 
 
 def prepare_ray_auth() -> None:
@@ -50,9 +50,10 @@ def serve_ingress_env(settings: Settings, run_dir: Path) -> dict[str, str]:
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(run_dir / "metrics.sock"),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+            # bound when Serve starts, maybe long after this: outside the ephemeral range
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_listen_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_listen_port()),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_listen_port()),
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": f"{settings.serve_drain_s:g}",
         }
     return {key: value for key, value in env.items() if key not in os.environ}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 from pathlib import Path
 
 import pytest
 
 from cryptopred.raycluster import serve_ingress_env, serve_ingress_environ, serve_run_dir
 from cryptopred.settings import SettingsError, load_settings
+from cryptopred.stack.process import ephemeral_port_range, free_listen_port
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +74,22 @@ def test_bad_ingress_fails_with_one_line() -> None:
     with pytest.raises(SettingsError, match="CRYPTOPRED_SERVE_INGRESS") as info:
         load_settings(serve_ingress="nginx")
     assert "\n" not in str(info.value)
+
+
+def test_haproxy_ports_are_free_and_outside_the_ephemeral_range(tmp_path) -> None:
+    """They are bound only when Serve starts: an outgoing connection must not take one first."""
+    low, high = ephemeral_port_range()
+    env = serve_ingress_env(load_settings(serve_ingress="haproxy"), tmp_path)
+    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        port = int(env[name])
+        assert not low <= port <= high, (name, port)
+        with socket.socket() as sock:
+            sock.bind(("0.0.0.0", port))
+
+
+def test_free_listen_port_skips_a_taken_port(monkeypatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(random, "sample", lambda ports, k: [port, *list(ports)[:3]])
+        assert free_listen_port() != port
