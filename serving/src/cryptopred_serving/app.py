@@ -82,25 +82,14 @@ class ModelServer:
     replica (multiplexed by `<name>/<version>`), and predicts off the event loop."""
 
     def __init__(self, tracking_uri: str) -> None:
-        import mlflow
-        import torch
-
         # one 16-row window is far too small to split: a second intra-op thread only spins
-        # (twice the CPU per call for the same latency)
-        torch.set_num_threads(1)
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+        one_torch_thread()
+        self._load = load_from_mlflow(tracking_uri)
 
     @serve.multiplexed(max_num_models_per_replica=16)  # type: ignore[untyped-decorator]
     async def get_model(self, model_id: str) -> Any:
-        import mlflow
-
-        from cryptopred_training.mlflow_model import unwrap_predictor
-
         name, version = model_id.rsplit("/", 1)
-        model = await asyncio.to_thread(mlflow.pyfunc.load_model, f"models:/{name}/{version}")
-        return unwrap_predictor(model)
+        return await asyncio.to_thread(self._load, Champion(name, version, None))
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         predictor = await self.get_model(serve.get_multiplexed_model_id())
@@ -210,9 +199,7 @@ class PredictionAPI:
     before traffic switches to it); blocking DB reads and predictions run in worker threads."""
 
     def __init__(self, publisher: Handle | None, settings_json: str) -> None:
-        import torch
-
-        torch.set_num_threads(1)  # as in the model server: a 16-row window is not worth two
+        one_torch_thread()  # as in the model server: a 16-row window is not worth two
         self.settings = ServeSettings.model_validate_json(settings_json)
         self.publisher = publisher
         self.local = LocalModels(load_from_mlflow(self.settings.mlflow_uri), one_torch_thread)
