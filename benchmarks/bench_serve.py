@@ -42,7 +42,7 @@ from confluent_kafka import TopicPartition
 from cryptopred import tables, topics
 from cryptopred.db import connect, create_schema, fetch_all, upsert
 from cryptopred.kafka import ensure_topics, make_consumer, make_producer
-from cryptopred.raycluster import serve_ingress_environ, serve_run_dir
+from cryptopred.raycluster import serve_ingress_environ, serve_run_dir, stop_haproxy
 from cryptopred.records import IndicatorRow, Prediction, decode, encode, to_dict
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
@@ -327,6 +327,7 @@ def main() -> None:
             finally:
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 ray.shutdown()
+                stop_haproxy(run_dir)
                 shutil.rmtree(run_dir, ignore_errors=True)
         finally:
             for part in reversed(parts):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import psutil
 
 from cryptopred.settings import Settings
 from cryptopred.stack.process import free_listen_port
@@ -80,3 +82,29 @@ def serve_ingress_environ(settings: Settings, run_dir: Path) -> Iterator[dict[st
     finally:
         for key in env:
             os.environ.pop(key, None)
+
+
+def stop_haproxy(run_dir: Path, timeout_s: float = 5.0) -> list[int]:
+    """End the HAProxy processes whose files are under `run_dir`; returns their pids.
+
+    Serve's proxy actor starts HAProxy as its child and stops it on `serve.shutdown()`; when
+    Ray itself is stopped (`ray start --block` interrupted, `ray.shutdown()` of a local
+    cluster) the actor is killed first and HAProxy, reparented to init, keeps the Serve port.
+    Only processes whose command line names a file under `run_dir` are touched, so a
+    neighbouring cluster's HAProxy is left alone.
+    """
+    prefix = f"{run_dir.resolve()}/"
+    ours: list[psutil.Process] = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if argv and Path(argv[0]).name == "haproxy" and any(a.startswith(prefix) for a in argv):
+            ours.append(proc)
+    for proc in ours:
+        with suppress(psutil.NoSuchProcess):
+            proc.terminate()  # SIGTERM: HAProxy's immediate stop
+    _, alive = psutil.wait_procs(ours, timeout=timeout_s)
+    for proc in alive:
+        with suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout_s)
+    return [proc.pid for proc in ours]

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cryptopred.raycluster import serve_run_dir
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port, port_in_use
+from cryptopred.testing.haproxy import start_haproxy
 
 pytestmark = pytest.mark.integration
 
@@ -116,9 +118,17 @@ def test_up_status_down_lifecycle(stack_env):
 
     run_dir = serve_run_dir(str(ports["RAY_PORT"]), make=False)  # HAProxy's, made at start
     assert run_dir.is_dir()
-    down = run(env, "down")
-    assert down.returncode == 0, down.stderr
-    assert not run_dir.exists()
+    # Serve's HAProxy outlives the Ray that started it: down ends it (found by its run dir)
+    haproxy, haproxy_port = start_haproxy(run_dir)
+    threading.Thread(target=haproxy.wait, daemon=True).start()  # reap it once ended
+    try:
+        down = run(env, "down")
+        assert down.returncode == 0, down.stderr
+        assert not run_dir.exists()
+        assert haproxy.wait(timeout=10) is not None
+        assert not port_in_use("127.0.0.1", haproxy_port)
+    finally:
+        haproxy.kill()  # a no-op once it has ended
     for name in ("broker", "postgres", "mlflow", "ray"):
         assert f"stopped {name}" in down.stdout
     for pid in after.values():

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.raycluster import serve_ingress_env, serve_ingress_environ, serve_run_dir
+from cryptopred.raycluster import (
+    serve_ingress_env,
+    serve_ingress_environ,
+    serve_run_dir,
+    stop_haproxy,
+)
 from cryptopred.settings import SettingsError, load_settings
-from cryptopred.stack.process import ephemeral_port_range, free_listen_port
+from cryptopred.stack.process import ephemeral_port_range, free_listen_port, port_in_use
+from cryptopred.testing.haproxy import start_haproxy
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +99,18 @@ def test_free_listen_port_skips_a_taken_port(monkeypatch) -> None:
         port = taken.getsockname()[1]
         monkeypatch.setattr(random, "sample", lambda ports, k: [port, *list(ports)[:3]])
         assert free_listen_port() != port
+
+
+def test_stop_haproxy_ends_only_the_one_under_its_run_dir(tmp_path: Path) -> None:
+    ours, ours_port = start_haproxy(tmp_path / "ours")
+    theirs, theirs_port = start_haproxy(tmp_path / "theirs")
+    try:
+        assert stop_haproxy(tmp_path / "ours", timeout_s=5) == [ours.pid]
+        assert ours.wait(timeout=5) is not None
+        assert not port_in_use("127.0.0.1", ours_port)
+        assert theirs.poll() is None and port_in_use("127.0.0.1", theirs_port)
+        assert stop_haproxy(tmp_path / "ours") == []  # nothing left: a no-op
+    finally:
+        for proc in (ours, theirs):
+            proc.kill()
+            proc.wait(timeout=5)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from cryptopred.kafka import broker_healthy
-from cryptopred.raycluster import serve_ingress_env, serve_run_dir
+from cryptopred.raycluster import serve_ingress_env, serve_run_dir, stop_haproxy
 from cryptopred.settings import Settings
 from cryptopred.stack.process import (
     PartError,
@@ -362,8 +362,10 @@ class RayHead(Part):
 
     def stop(self) -> bool:
         stopped = super().stop()
-        if stopped:  # Serve's HAProxy files, only of the head this stack started
-            shutil.rmtree(serve_run_dir(str(self.settings.ray_port), make=False), True)
+        if stopped:  # Serve's HAProxy and its files, only of the head this stack started
+            run_dir = serve_run_dir(str(self.settings.ray_port), make=False)
+            stop_haproxy(run_dir)
+            shutil.rmtree(run_dir, True)
         return stopped
 
 

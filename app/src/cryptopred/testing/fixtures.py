@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred.raycluster import serve_ingress_environ
+from cryptopred.raycluster import serve_ingress_environ, stop_haproxy
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -101,6 +101,7 @@ def ray_session() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+        stop_haproxy(run_dir)  # left running when a test did not shut Serve down
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
