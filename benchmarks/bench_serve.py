@@ -42,7 +42,12 @@ from confluent_kafka import TopicPartition
 from cryptopred import tables, topics
 from cryptopred.db import connect, create_schema, fetch_all, upsert
 from cryptopred.kafka import ensure_topics, make_consumer, make_producer
-from cryptopred.raycluster import serve_ingress_environ, serve_run_dir, stop_haproxy
+from cryptopred.raycluster import (
+    keep_workers_in_this_env,
+    serve_ingress_environ,
+    serve_run_dir,
+    stop_haproxy,
+)
 from cryptopred.records import IndicatorRow, Prediction, decode, encode, to_dict
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
@@ -280,6 +285,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("get", "post", "rows"), default=None)
     args = parser.parse_args()
     os.environ["RAY_worker_niceness"] = str(args.worker_niceness)  # noqa: SIM112 (Ray's name)
+    keep_workers_in_this_env()
     import ray
     from ray import serve
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from cryptopred.db import connect, create_schema, upsert
+from cryptopred.raycluster import keep_workers_in_this_env
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -44,6 +45,7 @@ def write_rows(settings: Settings, rows: int) -> None:
 
 
 def ray_data_read_s(db_url: str) -> float:
+    keep_workers_in_this_env()
     import ray
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopred.raycluster import prepare_ray_auth
+from cryptopred.raycluster import keep_workers_in_this_env, prepare_ray_auth
 from cryptopred.settings import Settings, SettingsError, load_settings
 from cryptopred.stack import manager
 from cryptopred.stack.process import PartError
@@ -114,6 +114,7 @@ def _register_components() -> None:
 
 def main() -> None:
     prepare_ray_auth()  # before anything imports ray: it reads the auth mode at import
+    keep_workers_in_this_env()  # likewise
     _register_components()
     _register_demo()
     app(prog_name="cryptopred")

@@ -25,6 +25,20 @@ def prepare_ray_auth() -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def keep_workers_in_this_env() -> None:
+    """Run Ray workers with the interpreter and code Ray itself runs on, also under `uv run`.
+
+    A driver started by `uv run` (e.g. `make demo`) otherwise makes Ray (2.60,
+    `RAY_ENABLE_UV_RUN_RUNTIME_ENV`) upload the working directory and start every worker as
+    `uv run ... python` in that copy, which builds a second virtual environment there and
+    leaves one `uv` process beside each worker; workers wrapped that way also outlive their
+    raylet for a while after `make down`. The project's members are installed in the
+    environment the Ray head runs on, so workers need neither. Call before `ray` is imported
+    (it reads the flag at import); a value already in the environment wins.
+    """
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
 def serve_ingress_env(settings: Settings, run_dir: Path) -> dict[str, str]:
     """Environment for a Ray started here (its raylet passes it to every worker) so that Ray
     Serve's HTTP ingress is `settings.serve_ingress`.

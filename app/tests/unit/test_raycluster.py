@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cryptopred.raycluster import (
+    keep_workers_in_this_env,
     serve_ingress_env,
     serve_ingress_environ,
     serve_run_dir,
@@ -114,3 +115,12 @@ def test_stop_haproxy_ends_only_the_one_under_its_run_dir(tmp_path: Path) -> Non
         for proc in (ours, theirs):
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_workers_stay_in_this_env_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", raising=False)
+    keep_workers_in_this_env()
+    assert os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "0"
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "1")
+    keep_workers_in_this_env()
+    assert os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "1"

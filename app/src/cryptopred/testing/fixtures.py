@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred.raycluster import serve_ingress_environ, stop_haproxy
+from cryptopred.raycluster import keep_workers_in_this_env, serve_ingress_environ, stop_haproxy
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -78,6 +78,11 @@ def mlflow_server(base_settings: Settings) -> Iterator[Settings]:
         yield base_settings.model_copy(update={"mlflow_tracking_uri": part.address})
     finally:
         part.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module imports ray: `make test` runs pytest under `uv run`."""
+    keep_workers_in_this_env()
 
 
 @pytest.fixture(scope="session")
