@@ -28,6 +28,7 @@ from confluent_kafka import TopicPartition
 from cryptopred import tables, topics
 from cryptopred.db import connect
 from cryptopred.kafka import make_consumer
+from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import IndicatorRow, Prediction, RecordError, decode, to_dict
 from cryptopred.settings import Settings
@@ -187,7 +188,7 @@ class PublisherStage(Stage):
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         return dict(self._next)
 
-    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ResumePoint]:
         """Read what an earlier owner may have published without committing it to the DB."""
         self._published.clear()
         if self.published_fn is not None:

@@ -13,16 +13,32 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from cryptopred import topics
 from cryptopred.kafka import make_consumer, make_producer
+from cryptopred.pipeline.resume import ResumePoint, stale_reason
 from cryptopred.pipeline.stage import Emit, Stage
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.records import encode
 from cryptopred.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: how long a resume check waits for the record before a saved point (tansu: silence past the end)
+PROBE_TIMEOUT_S = 5.0
+_PAST_THE_END = (
+    KafkaError._PARTITION_EOF,
+    KafkaError._AUTO_OFFSET_RESET,
+    KafkaError.OFFSET_OUT_OF_RANGE,
+)
 
 
 class DeliveryError(Exception):
@@ -38,6 +54,7 @@ class RunnerStats:
     dead: int = 0
     rows: int = 0
     commits: int = 0
+    stale_resume_points: int = 0
     started_s: float = field(default_factory=time.monotonic)
     last_event_ms: int | None = None
     lag: dict[str, int] = field(default_factory=dict)
@@ -50,6 +67,7 @@ class RunnerStats:
             "dead": self.dead,
             "rows": self.rows,
             "commits": self.commits,
+            "stale_resume_points": self.stale_resume_points,
             "consumed_per_s": self.consumed / elapsed,
             "last_event_ms": self.last_event_ms,
             "lag": dict(self.lag),
@@ -78,6 +96,7 @@ class StageRunner:
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.tick_interval_ms = tick_interval_ms
+        self.group_id = group_id
         self.stats = RunnerStats()
         self.consumer: Consumer = make_consumer(settings, group_id, **(consumer_overrides or {}))
         # a delivery report (a Python callback) only for a failed record, not for every record
@@ -94,14 +113,39 @@ class StageRunner:
     # rebalance callbacks run inside consume(), after the previous cycle fully committed
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s assigned %s", self.stage.name, [(p.topic, p.partition) for p in partitions])
-        starts = self.stage.assign([(p.topic, p.partition) for p in partitions])
-        if starts:
+        points = self.stage.assign([(p.topic, p.partition) for p in partitions])
+        stale = self._stale(points)
+        if stale:  # the stage forgets that state; the group's committed offset applies
+            self.stage.revoke(list(stale))
+            for (topic, partition), reason in stale.items():
+                log.warning(
+                    "%s: saved state of %s[%d] not used: %s",
+                    self.stage.name,
+                    topic,
+                    partition,
+                    reason,
+                )
+            self.stats.stale_resume_points += len(stale)
+        if points:
             for tp in partitions:
-                start = starts.get((tp.topic, tp.partition))
-                if start is not None:
-                    tp.offset = start
-                    self._committed[(tp.topic, tp.partition)] = start
+                point = points.get((tp.topic, tp.partition))
+                if point is not None and (tp.topic, tp.partition) not in stale:
+                    tp.offset = point.offset
+                    self._committed[(tp.topic, tp.partition)] = point.offset
             consumer.assign(partitions)
+
+    def _stale(self, points: dict[tuple[str, int], ResumePoint]) -> dict[tuple[str, int], str]:
+        """The resume points that no longer fit their topic, with the reason (see `resume`)."""
+        checked = {tp: point for tp, point in points.items() if point.offset > 0}
+        if not checked:
+            return {}
+        previous = _records_before(self.settings, self.group_id, checked)
+        stale = {}
+        for tp, point in checked.items():
+            reason = stale_reason(point, tp in previous, previous.get(tp))
+            if reason is not None:
+                stale[tp] = reason
+        return stale
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = [(p.topic, p.partition) for p in partitions]
@@ -203,3 +247,41 @@ class StageRunner:
         self.consumer.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _records_before(
+    settings: Settings, group_id: str, points: dict[tuple[str, int], ResumePoint]
+) -> dict[tuple[str, int], int | None]:
+    """Fetch the record at each point's offset - 1, through a consumer of its own outside the
+    group: {(topic, partition): its timestamp (None without one)} for those that exist. A
+    partition that ends before (end of partition, offset out of range, or no answer within
+    PROBE_TIMEOUT_S: tansu stays silent past the end) is left out."""
+    probe = make_consumer(
+        settings,
+        f"{group_id}.resume-check",
+        **{"enable.partition.eof": True, "auto.offset.reset": "error"},
+    )
+    found: dict[tuple[str, int], int | None] = {}
+    pending = set(points)
+    try:
+        probe.assign([TopicPartition(t, p, points[(t, p)].offset - 1) for t, p in points])
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            msg = probe.poll(0.1)
+            if msg is None:
+                continue
+            key = (str(msg.topic()), int(msg.partition() or 0))
+            if key not in pending:
+                continue
+            error = msg.error()
+            if error is None:
+                ts_type, ts_ms = msg.timestamp()
+                found[key] = int(ts_ms) if ts_type != TIMESTAMP_NOT_AVAILABLE else None
+                pending.discard(key)
+            elif error.code() in _PAST_THE_END:
+                pending.discard(key)
+            else:
+                log.warning("resume check of %s: %s", key, error)
+    finally:
+        probe.close()
+    return found

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Message
 
+from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.records import DeadLetter, R, RecordError, decode, encode
 
 
@@ -96,9 +97,10 @@ class Stage(ABC):
     def end_batch(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
         """Called once per cycle after the messages and the tick, before shipping."""
 
-    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """Partitions were assigned; return offsets to start from where the stage keeps its
-        own resume points (others start from the group's committed offset)."""
+    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ResumePoint]:
+        """Partitions were assigned; return where to start where the stage keeps its own
+        resume points (others start from the group's committed offset). The runner revokes
+        the partitions whose point no longer fits the topic (see `resume`)."""
         return {}
 
     @abstractmethod

@@ -8,6 +8,7 @@ from cryptopred import tables, topics
 from cryptopred.db import connect
 from cryptopred.db.rows import StreamCheckpoint
 from cryptopred.pipeline.checkpoints import load_checkpoints
+from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
 from cryptopred_ingest.windows import CandleBuilder
@@ -37,7 +38,7 @@ class CandleStage(Stage):
         self._last_event_ms: int | None = None
         self._clock_ms = -1
 
-    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ResumePoint]:
         ids = [p for t, p in partitions if t == topics.TRADES]
         with connect(self.db_url) as conn:
             saved = load_checkpoints(conn, self.group_id, topics.TRADES, ids)
@@ -45,7 +46,9 @@ class CandleStage(Stage):
             self.builder.release(partition)
             self.builder.restore(cp.state, partition)
             self._saved[partition] = (cp.offset, cp.state)
-        return {(topics.TRADES, p): cp.offset for p, cp in saved.items()}
+        return {
+            (topics.TRADES, p): ResumePoint(cp.offset, cp.updated_ms) for p, cp in saved.items()
+        }
 
     def revoke(self, partitions: list[tuple[str, int]]) -> None:
         for _, partition in partitions:
