@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,9 +43,9 @@ from cryptopred.db import connect, create_schema, fetch_all, upsert
 from cryptopred.kafka import ensure_topics, make_consumer, make_producer
 from cryptopred.raycluster import (
     keep_workers_in_this_env,
+    remove_serve_run_dir,
     serve_ingress_environ,
     serve_run_dir,
-    stop_haproxy,
 )
 from cryptopred.records import IndicatorRow, Prediction, decode, encode, to_dict
 from cryptopred.settings import Settings
@@ -333,8 +332,7 @@ def main() -> None:
             finally:
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 ray.shutdown()
-                stop_haproxy(run_dir)
-                shutil.rmtree(run_dir, ignore_errors=True)
+                remove_serve_run_dir(run_dir)
         finally:
             for part in reversed(parts):
                 part.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -122,3 +123,9 @@ def stop_haproxy(run_dir: Path, timeout_s: float = 5.0) -> list[int]:
             proc.kill()
     psutil.wait_procs(alive, timeout=timeout_s)
     return [proc.pid for proc in ours]
+
+
+def remove_serve_run_dir(run_dir: Path) -> None:
+    """After its Ray has stopped: end the HAProxy it left behind, then remove its files."""
+    stop_haproxy(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)

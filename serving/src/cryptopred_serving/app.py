@@ -229,7 +229,7 @@ class PredictionAPI:
     def history(
         self,
         pair: str,
-        candle_seconds: int | None = Query(None, ge=1, le=86_400),
+        candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX),
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         p = self.backend.pair(pair)
@@ -245,10 +245,7 @@ class PredictionAPI:
         horizon_seconds: int | None = Query(None, ge=1, le=HORIZON_SECONDS_MAX),
     ) -> Response:
         # a fresh cached answer has usually gone out from CachedLatest before this runs
-        p = self.backend.pair(pair)
-        key = self.backend.latest_key(
-            p, self.backend.candle_seconds(candle_seconds), horizon_seconds
-        )
+        key = self.backend.latest_key(pair, candle_seconds, horizon_seconds)
         body = self.backend.latest(key, read=False)
         if body is None:
             body = await self.flights.run(("latest", *key), partial(self.backend.latest, key))
@@ -284,7 +281,7 @@ class PredictionAPI:
     def chart(
         self,
         pair: str,
-        candle_seconds: int | None = Query(None, ge=1, le=86_400),
+        candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX),
         limit: int = Query(240, ge=1, le=5000),
     ) -> dict[str, Any]:
         p = self.backend.pair(pair)
@@ -295,7 +292,9 @@ class PredictionAPI:
         return Response(plotly_js(), media_type="application/javascript")
 
     @api.get("/ui/{pair:path}", response_class=HTMLResponse)
-    def ui(self, pair: str, candle_seconds: int | None = Query(None, ge=1, le=86_400)) -> str:
+    def ui(
+        self, pair: str, candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX)
+    ) -> str:
         p = self.backend.pair(pair)
         return chart_page(pair_to_url(p), self.backend.candle_seconds(candle_seconds))
 

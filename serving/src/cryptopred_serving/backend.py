@@ -125,9 +125,11 @@ class Backend:
 
     # -- reads -----------------------------------------------------------------------------
     def latest_key(
-        self, pair: str, candle_seconds: int, horizon_seconds: int | None
+        self, pair_text: str, candle_seconds: int | None, horizon_seconds: int | None
     ) -> tuple[str, int, int]:
-        """(pair, candle_seconds, horizon) of a latest-prediction request, checked."""
+        """(pair, candle_seconds, horizon) of a latest-prediction request as it came, checked."""
+        pair = self.pair(pair_text)
+        candle_seconds = self.candle_seconds(candle_seconds)
         champion = self.champion(pair, candle_seconds)
         horizons = champion.horizon_seconds
         horizon = horizons[0] if horizon_seconds is None and horizons else horizon_seconds
@@ -165,8 +167,7 @@ class Backend:
         """The latest-prediction answer for a request when the cache holds it fresh, else
         None: also for anything the route would refuse (it then says why)."""
         try:
-            pair = self.pair(pair_text)
-            key = self.latest_key(pair, self.candle_seconds(candle_seconds), horizon_seconds)
+            key = self.latest_key(pair_text, candle_seconds, horizon_seconds)
             return self.latest(key, read=False)
         except ClientError:
             return None

@@ -126,26 +126,22 @@ class StageRunner:
                     reason,
                 )
             self.stats.stale_resume_points += len(stale)
-        if points:
+        starts = {tp: point.offset for tp, point in points.items() if tp not in stale}
+        if starts:
             for tp in partitions:
-                point = points.get((tp.topic, tp.partition))
-                if point is not None and (tp.topic, tp.partition) not in stale:
-                    tp.offset = point.offset
-                    self._committed[(tp.topic, tp.partition)] = point.offset
+                start = starts.get((tp.topic, tp.partition))
+                if start is not None:
+                    tp.offset = start
+                    self._committed[(tp.topic, tp.partition)] = start
             consumer.assign(partitions)
 
     def _stale(self, points: dict[tuple[str, int], ResumePoint]) -> dict[tuple[str, int], str]:
         """The resume points that no longer fit their topic, with the reason (see `resume`)."""
-        checked = {tp: point for tp, point in points.items() if point.offset > 0}
-        if not checked:
-            return {}
-        previous = _records_before(self.settings, self.group_id, checked)
-        stale = {}
-        for tp, point in checked.items():
-            reason = stale_reason(point, tp in previous, previous.get(tp))
-            if reason is not None:
-                stale[tp] = reason
-        return stale
+        previous = _records_before(self.settings, self.group_id, points)
+        reasons = {
+            tp: stale_reason(p, tp in previous, previous.get(tp)) for tp, p in points.items()
+        }
+        return {tp: reason for tp, reason in reasons.items() if reason is not None}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = [(p.topic, p.partition) for p in partitions]
@@ -255,7 +251,10 @@ def _records_before(
     """Fetch the record at each point's offset - 1, through a consumer of its own outside the
     group: {(topic, partition): its timestamp (None without one)} for those that exist. A
     partition that ends before (end of partition, offset out of range, or no answer within
-    PROBE_TIMEOUT_S: tansu stays silent past the end) is left out."""
+    PROBE_TIMEOUT_S: tansu stays silent past the end) is left out, as is a point at offset 0."""
+    points = {tp: point for tp, point in points.items() if point.offset > 0}
+    if not points:
+        return {}
     probe = make_consumer(
         settings,
         f"{group_id}.resume-check",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from cryptopred.kafka import broker_healthy
-from cryptopred.raycluster import serve_ingress_env, serve_run_dir, stop_haproxy
+from cryptopred.raycluster import remove_serve_run_dir, serve_ingress_env, serve_run_dir
 from cryptopred.settings import Settings
 from cryptopred.stack.process import (
     PartError,
@@ -363,9 +362,7 @@ class RayHead(Part):
     def stop(self) -> bool:
         stopped = super().stop()
         if stopped:  # Serve's HAProxy and its files, only of the head this stack started
-            run_dir = serve_run_dir(str(self.settings.ray_port), make=False)
-            stop_haproxy(run_dir)
-            shutil.rmtree(run_dir, True)
+            remove_serve_run_dir(serve_run_dir(str(self.settings.ray_port), make=False))
         return stopped
 
 

@@ -6,7 +6,6 @@ temporary folder, and stopped by its pid at the end. Unit tests never request th
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -15,7 +14,11 @@ from typing import Any
 
 import pytest
 
-from cryptopred.raycluster import keep_workers_in_this_env, serve_ingress_environ, stop_haproxy
+from cryptopred.raycluster import (
+    keep_workers_in_this_env,
+    remove_serve_run_dir,
+    serve_ingress_environ,
+)
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -106,8 +109,7 @@ def ray_session() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-        stop_haproxy(run_dir)  # left running when a test did not shut Serve down
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_serve_run_dir(run_dir)  # with HAProxy, when a test did not shut Serve down
 
 
 @pytest.fixture
