@@ -1,123 +1,27 @@
-"""The candle builder against a pandas reference; ordering, lateness, idle and restart rules."""
+"""The candle builder against a pandas reference: ordering, lateness, idle pairs, ticks."""
 
 from __future__ import annotations
 
 import gzip
-import math
 import random
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from cryptopred.records import Candle, Trade
 from cryptopred_ingest.windows import CandleBuilder
 
-T0_MS = 1_700_000_040_000  # not aligned to an hour, so the first windows are partial
-GRACE_MS = 5_000
-WIDTHS = (60, 300, 3600)
-Key = tuple[str, int, int]
-
-
-def make_trades(
-    n: int, pairs: Sequence[str] = ("BTC/USD", "ETH/USD"), seed: int = 1
-) -> list[Trade]:
-    """Time-sorted trades with gaps of several minutes and many shared timestamps."""
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(400, n)
-    gaps[rng.random(n) < 0.003] = 400_000  # quiet spells -> flat candles
-    gaps[rng.random(n) < 0.2] = 0  # multi-fill sweeps share a timestamp
-    ts = T0_MS + np.cumsum(gaps).astype(np.int64)
-    prices = 50.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    qtys = rng.uniform(0.001, 3.0, n)
-    pair_idx = rng.integers(0, len(pairs), n)
-    return [
-        Trade(
-            pair=pairs[p],
-            price=round(float(prices[i]), 4),
-            qty=float(qtys[i]),
-            side="buy" if i % 3 else "sell",
-            trade_id=i,
-            ts_ms=int(ts[i]),
-            source="test",
-        )
-        for i, p in enumerate(pair_idx.tolist())
-    ]
-
-
-def shuffle_within_grace(trades: list[Trade], seed: int = 2) -> list[Trade]:
-    """Arrival order by ts + U[0, grace): every trade arrives before its window can close."""
-    rnd = random.Random(seed)
-    keyed = [(t.ts_ms + rnd.randrange(GRACE_MS), i, t) for i, t in enumerate(trades)]
-    return [t for _, _, t in sorted(keyed)]
-
-
-def reference(trades: Iterable[Trade], candle_seconds: int) -> dict[Key, Candle]:
-    """Final candles by pandas: event-time resample, label/closed left, flat-filled gaps."""
-    df = pd.DataFrame(
-        [(t.pair, t.ts_ms, t.trade_id, t.price, t.qty) for t in trades],
-        columns=["pair", "ts_ms", "trade_id", "price", "qty"],
-    )
-    df["pv"] = df["price"] * df["qty"]
-    out: dict[Key, Candle] = {}
-    for pair, group in df.groupby("pair"):
-        g = group.sort_values(["ts_ms", "trade_id"], kind="stable")
-        g.index = pd.to_datetime(g["ts_ms"], unit="ms")
-        bars = g.resample(f"{candle_seconds}s", label="left", closed="left", origin="epoch").agg(
-            open=("price", "first"),
-            high=("price", "max"),
-            low=("price", "min"),
-            close=("price", "last"),
-            volume=("qty", math.fsum),
-            pv=("pv", math.fsum),
-            n=("price", "size"),
-        )
-        prev_close = bars["close"].ffill()
-        for start, row in bars.iterrows():
-            start_ms = int(pd.Timestamp(start).value // 1_000_000)
-            empty = row["n"] == 0
-            p = float(prev_close[start])
-            out[(str(pair), candle_seconds, start_ms)] = Candle(
-                pair=str(pair),
-                candle_seconds=candle_seconds,
-                window_start_ms=start_ms,
-                window_end_ms=start_ms + candle_seconds * 1000,
-                open=p if empty else float(row["open"]),
-                high=p if empty else float(row["high"]),
-                low=p if empty else float(row["low"]),
-                close=p,
-                volume=0.0 if empty else float(row["volume"]),
-                vwap=p if empty else float(row["pv"]) / float(row["volume"]),
-                n_trades=int(row["n"]),
-                final=True,
-            )
-    return out
-
-
-def finals(candles: Iterable[Candle]) -> dict[Key, Candle]:
-    """Final candles by key; fails on two different finals for one window."""
-    out: dict[Key, Candle] = {}
-    for c in candles:
-        if c.final:
-            key = (c.pair, c.candle_seconds, c.window_start_ms)
-            assert key not in out or out[key] == c, f"two different finals for {key}"
-            out[key] = c
-    return out
-
-
-def run(
-    trades: Iterable[Trade], widths: Sequence[int] = WIDTHS, finish: bool = True
-) -> list[Candle]:
-    builder = CandleBuilder(widths, grace_ms=GRACE_MS)
-    for i, t in enumerate(trades):
-        builder.add(t, 0, i)
-    if finish:
-        builder.finish()
-    out = builder.drain()
-    assert out.rejected == []
-    return out.candles
+from .candle_cases import (
+    GRACE_MS,
+    WIDTHS,
+    Key,
+    finals,
+    make_trades,
+    reference,
+    run,
+    shuffle_within_grace,
+)
 
 
 def test_finals_equal_pandas_reference_for_three_widths() -> None:
@@ -270,46 +174,6 @@ def test_open_candles_come_from_tick_rate_limited_by_wall_time_and_not_final() -
     assert seen[-1].close == 21.0 and seen[-1].high == 21.0 and seen[-1].open == 1.0
 
 
-@pytest.mark.parametrize("cut", [1, 777, 2500, 4999])
-def test_restart_from_checkpoint_gives_identical_finals(cut: int) -> None:
-    pairs = ("BTC/USD", "ETH/USD", "SOL/USD")
-    trades = shuffle_within_grace(make_trades(5000, pairs, seed=6))
-    parts = {"BTC/USD": 0, "ETH/USD": 1, "SOL/USD": 1}
-    log = {
-        k: [t for t in trades if parts[t.pair] == k] for k in (0, 1)
-    }  # the topic: offset = index
-    order = [(parts[t.pair], t) for t in trades]
-    offsets = {0: 0, 1: 0}
-    positions = []
-    for k, _ in order:
-        positions.append((k, offsets[k]))
-        offsets[k] += 1
-    want = finals(run(trades))
-
-    first = CandleBuilder(WIDTHS, grace_ms=GRACE_MS)
-    for (k, off), (_, t) in zip(positions[:cut], order[:cut], strict=True):
-        first.add(t, k, off)
-    before = first.drain().candles
-    checkpoint = first.checkpoint()  # the actor commits these offsets with this state, then dies
-
-    second = CandleBuilder(WIDTHS, grace_ms=GRACE_MS)
-    for k, cp in checkpoint.items():
-        second.restore(cp.state, k)
-    resume = {k: checkpoint[k].offset if k in checkpoint else 0 for k in (0, 1)}
-    assert all(resume[k] <= sum(1 for p, _ in positions[:cut] if p == k) for k in resume)
-    # Replay each partition from its committed offset, interleaved differently than before.
-    for k in (0, 1):
-        for off in range(resume[k], len(log[k])):
-            second.add(log[k][off], k, off)
-    second.finish()
-    out = second.drain()
-    assert out.rejected == []
-    got_before, got_after = finals(before), finals(out.candles)
-    for key in got_before.keys() & got_after.keys():
-        assert got_before[key] == got_after[key]
-    assert {**got_before, **got_after} == want
-
-
 def test_kraken_csv_candles_equal_pandas(shared_dir: Path) -> None:
     folder = shared_dir / "data/real/kraken_xbtusd_ethusd_trades_2018-05"
     path = folder / "XBTUSD_trades_2018-05-21_to_2018-05-22.csv.gz"
@@ -339,40 +203,6 @@ def test_kraken_csv_candles_equal_pandas(shared_dir: Path) -> None:
     assert got == want
 
 
-def test_restart_keeps_pending_flat_windows_and_skips_replayed_trades() -> None:
-    start = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
-    spec = [
-        (2.0, start + 1_000),
-        (3.0, start + 59_000),
-        (5.0, start + 181_000),
-        (6.0, start + 182_000),
-    ]
-    trades = [
-        Trade(pair="BTC/USD", price=p, qty=1.0, side="buy", trade_id=i, ts_ms=ts, source="t")
-        for i, (p, ts) in enumerate(spec)
-    ]
-    want = finals(run(trades, [60]))
-    first = CandleBuilder([60], grace_ms=GRACE_MS)
-    for off, t in enumerate(trades[:3]):
-        first.add(t, 0, off)
-    before = finals(first.drain().candles)  # minutes 0 and 1 are final; minute 2 not yet
-    assert sorted(k[2] - start for k in before) == [0, 60_000]
-    cp = first.checkpoint()[0]
-    assert cp.offset == 2  # the first trade of the oldest open window
-    second = CandleBuilder([60], grace_ms=GRACE_MS)
-    second.restore(cp.state, 0)
-    second.add(trades[0], 0, 0)  # replayed from before the commit: skipped, not late
-    for off in range(cp.offset, len(trades)):
-        second.add(trades[off], 0, off)
-    second.finish()
-    out = second.drain()
-    assert out.rejected == [] and second.n_replayed == 1
-    after = finals(out.candles)
-    assert sorted(k[2] - start for k in after) == [120_000, 180_000]
-    assert after[("BTC/USD", 60, start + 120_000)].close == 3.0  # flat at the restored close
-    assert {**before, **after} == want
-
-
 def test_backfill_with_wall_clock_ticks_closes_nothing_early() -> None:
     """Replaying old trades while ticking with today's clock: the pair is busy, not idle."""
     trades = shuffle_within_grace(make_trades(3000, seed=8))
@@ -390,25 +220,6 @@ def test_backfill_with_wall_clock_ticks_closes_nothing_early() -> None:
     builder.finish()
     got.extend(builder.drain().candles)
     assert finals(got) == finals(run(trades))
-
-
-def test_safe_offsets_and_release() -> None:
-    start = 1_700_000_100_000 - 1_700_000_100_000 % 300_000
-    builder = CandleBuilder([60, 300], grace_ms=GRACE_MS)
-    spec = [("BTC/USD", 0, 10, start + 1_000), ("ETH/USD", 1, 20, start + 2_000)]
-    spec += [("BTC/USD", 0, 11, start + 70_000), ("ETH/USD", 1, 21, start + 3_000)]
-    for pair, partition, offset, ts in spec:
-        trade = Trade(
-            pair=pair, price=1.0, qty=1.0, side="buy", trade_id=offset, ts_ms=ts, source="t"
-        )
-        builder.add(trade, partition, offset)
-    # BTC's first minute closed but its 5-minute window (opened at offset 10) is still open.
-    assert builder.safe_offsets() == {0: 10, 1: 20}
-    builder.finish()
-    assert builder.safe_offsets() == {0: 12, 1: 22}
-    builder.release(1)
-    assert builder.safe_offsets() == {0: 12}
-    assert "ETH/USD" not in builder.checkpoint()[0].state
 
 
 def test_tick_flushes_a_rate_limited_open_update_of_a_quiet_pair() -> None:

@@ -1,0 +1,177 @@
+"""The app in the cluster: the Serve config, the RisingWave tables, Kafka topics, settings, jobs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from cryptopred import topics
+from cryptopred.db.schema import TABLES
+from cryptopred.settings import ENV_PREFIX, Settings
+
+from .checks import parse_tables
+from .support import KUBERAY, OVERLAYS, ROOT, of_kind, one, render, risingwave_values
+
+
+def _load_render_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "render_serve_config", KUBERAY / "render_serve_config.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rayservice_import_path_resolves_to_the_serving_module() -> None:
+    service = one(render("dev"), "RayService", "cryptopred-serve")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    paths = [app["import_path"] for app in config["applications"]]
+    assert paths == ["cryptopred_serving.app:build_app"]
+    module_name, attr = paths[0].split(":")
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None:
+        pytest.skip(f"serving app module not built yet: {module_name}")
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, attr, None)), f"{module_name} has no callable {attr}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rayservice_embeds_exactly_the_serve_yaml(overlay: str) -> None:
+    script = _load_render_script()
+    service = one(render(overlay), "RayService", "cryptopred-serve")
+    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
+    serve_yaml = yaml.safe_load((ROOT / "serving" / "serve_config.yaml").read_text())
+    assert embedded["applications"] == serve_yaml["applications"]
+    assert embedded["http_options"] == {"host": "0.0.0.0", "port": 8000}
+    assert service["spec"]["serveConfigV2"] == script.serve_config_v2()
+    assert script.main(["--check"]) == 0, "run `make serve-config`"
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    ports = {p["containerPort"] for c in head["containers"] for p in c.get("ports", [])}
+    assert 8000 in ports
+    # the same HTTP ingress as the embedded stack: HAProxy straight to the API replicas
+    env = {e["name"]: e.get("value") for c in head["containers"] for e in c.get("env", [])}
+    assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+    assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0"
+
+
+def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path) -> None:
+    script = _load_render_script()
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("applications: []\n")
+    with pytest.raises(ValueError, match="applications"):
+        script.serve_config_v2(bad)
+
+
+def test_risingwave_tables_match_the_table_contract() -> None:
+    sql_text = (KUBERAY / "base" / "risingwave" / "init.sql").read_text()
+    tables = parse_tables(sql_text)
+    # The SQL creates the tables that ingest topics (and the outcomes); the app's create_schema
+    # adds any other (internal) table of the contract with CREATE TABLE IF NOT EXISTS.
+    ingesting = {topics.CANDLES, topics.TECHNICAL_INDICATORS, topics.PREDICTIONS}
+    assert ingesting <= set(tables) <= set(TABLES), set(tables) ^ set(TABLES)
+    env = one(render("dev"), "ConfigMap", "cryptopred-env")["data"]
+    for name, parsed in tables.items():
+        table = TABLES[name]
+        expected = [(c.name, c.sql_type("risingwave"), c.nullable) for c in table.columns]
+        assert parsed["columns"] == expected, name
+        assert parsed["primary_key"] == table.primary_key, name
+    for topic in sorted(ingesting):
+        parsed = tables[topic]
+        assert parsed["options"] == {
+            "connector": "kafka",
+            "topic": topic,
+            "properties.bootstrap.server": env["CRYPTOPRED_KAFKA_BOOTSTRAP"],
+            "scan.startup.mode": "earliest",
+        }
+        assert parsed["format"] == ("PLAIN", "JSON")
+    assert env["CRYPTOPRED_DB_DIALECT"] == "risingwave"
+
+
+def test_sql_parser_sees_a_wrong_type() -> None:
+    sql_text = (KUBERAY / "base" / "risingwave" / "init.sql").read_text()
+    broken = sql_text.replace('"volume" DOUBLE PRECISION', '"volume" REAL', 1)
+    column = dict((n, t) for n, t, _ in parse_tables(broken)["candles"]["columns"])
+    assert column["volume"] == "REAL"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_init_job_runs_the_committed_sql(overlay: str) -> None:
+    docs = render(overlay)
+    sql_map = one(docs, "ConfigMap", "risingwave-init-sql")
+    assert sql_map["data"]["init.sql"] == (KUBERAY / "base/risingwave/init.sql").read_text()
+    job = one(docs, "Job", "risingwave-init")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["configMap"]["name"] == "risingwave-init-sql"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"]) == ("risingwave", "4566", "dev")
+    values = risingwave_values(overlay)
+    assert (values["fullnameOverride"], values["service"]["port"]) == ("risingwave", 4566)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_is_kraft_with_the_architecture_topics(overlay: str) -> None:
+    docs = render(overlay)
+    (kafka,) = of_kind(docs, "Kafka")
+    name = kafka["metadata"]["name"]
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    (pool,) = of_kind(docs, "KafkaNodePool")
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == name
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    kafka_topics = of_kind(docs, "KafkaTopic")
+    assert sorted(t["spec"]["topicName"] for t in kafka_topics) == sorted(topics.ALL_TOPICS)
+    for topic in kafka_topics:
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == name
+        assert topic["spec"]["partitions"] >= 1
+    plain = next(x for x in kafka["spec"]["kafka"]["listeners"] if x["name"] == "plain")
+    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
+    assert env["CRYPTOPRED_KAFKA_BOOTSTRAP"] == f"{name}-kafka-bootstrap:{plain['port']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_app_settings_in_the_cluster_are_valid(overlay: str) -> None:
+    env = one(render(overlay), "ConfigMap", "cryptopred-env")["data"]
+    fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
+    assert all(key.startswith(ENV_PREFIX) for key in env)
+    assert set(fields) <= set(Settings.model_fields), set(fields) - set(Settings.model_fields)
+    settings = Settings(**fields)
+    assert settings.db_dialect == "risingwave"
+    assert settings.db_url == "postgresql://root@risingwave:4566/dev"
+    assert settings.mlflow_uri == "http://mlflow:5000"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> None:
+    docs = render(overlay)
+    clusters = {c["metadata"]["name"] for c in of_kind(docs, "RayCluster")}
+    stream, backfill = one(docs, "RayJob", "stream"), one(docs, "RayJob", "backfill")
+    assert stream["spec"]["entrypoint"] == "python -m cryptopred_ingest.stream.job"
+    assert backfill["spec"]["entrypoint"] == (
+        "cryptopred ingest backfill --pairs BTC/USD,ETH/USD --since 24h"
+    )
+    cron = one(docs, "RayCronJob", "retrain")
+    assert cron["spec"]["schedule"] == "0 */6 * * *"
+    for spec in (stream["spec"], backfill["spec"], cron["spec"]["jobTemplate"]):
+        assert spec["clusterSelector"]["ray.io/cluster"] in clusters
+    # The cron entrypoint runs the mounted script, which loops over the pairs.
+    script_path = cron["spec"]["jobTemplate"]["entrypoint"].split()[-1]
+    cluster = one(
+        docs, "RayCluster", cron["spec"]["jobTemplate"]["clusterSelector"]["ray.io/cluster"]
+    )
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in head["containers"][0]["volumeMounts"]}
+    volume = next(v for v in head["volumes"] if v.get("configMap"))
+    script_dir, script_name = script_path.rsplit("/", 1)
+    assert mounts[volume["name"]] == script_dir
+    script = one(docs, "ConfigMap", volume["configMap"]["name"])["data"][script_name]
+    assert re.search(r"for pair in .*; do", script)
+    assert 'cryptopred train --pair "${pair}" --candle-seconds 60 --workers 2' in script
