@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -183,6 +185,27 @@ def _epoch_line(report: EpochReport) -> str:
     )
 
 
+def fit_keeping_sigint(trainer: Any) -> Any:
+    """`trainer.fit()`, with this process's SIGINT handler put back afterwards.
+
+    Ray Train installs a handler of its own for the run (Ctrl-C aborts the run, then exits the
+    process with status 0) and leaves it installed, holding the finished run's controller
+    actor. Restored here, a long-lived driver (the demo) stops on Ctrl-C again and the
+    controller can exit; an aborted run surfaces as KeyboardInterrupt, not as an exit with 0.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    except SystemExit:  # only Ray Train's SIGINT handler exits during a fit
+        pass
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+    # Reached only after that exit. Raised out here, not in the except clause, so that the
+    # SystemExit's frames (holding the controller's handle) do not live on as its context.
+    raise KeyboardInterrupt("the training run was aborted by Ctrl-C")
+
+
 def ray_fitter(
     options: RayFitOptions, normalizer: Normalizer | None = None
 ) -> Callable[..., FitResult]:
@@ -223,7 +246,7 @@ def ray_fitter(
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
             ),
         )
-        result = trainer.fit()
+        result = fit_keeping_sigint(trainer)
         if result.error is not None:
             raise result.error
         if result.checkpoint is None:
