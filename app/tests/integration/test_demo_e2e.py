@@ -2,6 +2,7 @@
 broker, stage actors, PostgreSQL, Ray Train, MLflow and Ray Serve, up to a prediction served over
 HTTP that is also in Kafka `predictions` and the DB."""
 
+import signal
 import time
 
 import pytest
@@ -84,8 +85,11 @@ def test_offline_demo_serves_predictions_over_http_kafka_and_db(demo_run):
     import ray
 
     joined: list[bool] = []  # the demo re-installs its SIGTERM handler here, after ray.init
+    ctrl_c = signal.getsignal(signal.SIGINT)
     demo.run_to_live(connected=lambda: joined.append(ray.is_initialized()))
     assert joined == [True]
+    # Ray Train's own SIGINT handler did not outlive the training: Ctrl-C still stops the demo
+    assert signal.getsignal(signal.SIGINT) is ctrl_c
     assert demo.decisions[pair].startswith("champion"), lines
 
     status, latest = http_json(f"{demo.base_url}/v1/predictions/{pair_url(pair)}")
