@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cryptopred.records import Trade
-from cryptopred_ingest.windows import CandleBuilder
-
-from .candle_cases import (
+from cryptopred_ingest.testing.candle_cases import (
     GRACE_MS,
     WIDTHS,
     finals,
@@ -15,6 +13,7 @@ from .candle_cases import (
     run,
     shuffle_within_grace,
 )
+from cryptopred_ingest.windows import CandleBuilder
 
 
 @pytest.mark.parametrize("cut", [1, 777, 2500, 4999])

@@ -14,9 +14,16 @@ import yaml
 from cryptopred import topics
 from cryptopred.db.schema import TABLES
 from cryptopred.settings import ENV_PREFIX, Settings
-
-from .checks import parse_tables
-from .support import KUBERAY, OVERLAYS, ROOT, of_kind, one, render, risingwave_values
+from cryptopred.testing.kuberay_checks import parse_tables
+from cryptopred.testing.kuberay_render import (
+    KUBERAY,
+    OVERLAYS,
+    ROOT,
+    of_kind,
+    one,
+    render,
+    risingwave_values,
+)
 
 
 def _load_render_script() -> ModuleType:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .checks import image_problem, plaintext_secrets
-from .support import (
+from cryptopred.testing.kuberay_checks import image_problem, plaintext_secrets
+from cryptopred.testing.kuberay_render import (
     KUBERAY,
     OVERLAYS,
     Obj,

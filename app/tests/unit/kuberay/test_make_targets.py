@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .support import KUBERAY, ROOT, one, render, tool
+from cryptopred.testing.kuberay_render import KUBERAY, ROOT, one, render, tool
 
 MAKE_TARGETS = (
     "cluster-up",

@@ -11,8 +11,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .checks import cluster_rule_problems, job_rule_problems, unknown_fields
-from .support import (
+from cryptopred.testing.kuberay_checks import (
+    cluster_rule_problems,
+    job_rule_problems,
+    unknown_fields,
+)
+from cryptopred.testing.kuberay_render import (
     K8S_VERSION,
     KUBERAY,
     NAMESPACE,

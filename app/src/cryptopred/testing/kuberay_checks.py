@@ -1,11 +1,11 @@
-"""The checks themselves, as pure functions, so that tests can show each one fails."""
+"""The kuberay/ manifest checks as pure functions, so that tests can show each one fails."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from .support import Obj
+from cryptopred.testing.kuberay_render import Obj
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 SECRET_FIELD = re.compile(r"(password|passwd|token|secretkey|accesskey)$", re.IGNORECASE)

@@ -1,7 +1,7 @@
 """Rendering the kuberay/ overlays and walking what they make: pods, resources, images.
 
-Every overlay is rendered once per test session with `kubectl kustomize`; the helpers here are
-shared by the test modules of this package.
+For the offline manifest tests (app/tests/unit/kuberay/), in a checkout: every overlay is
+rendered once per test session with `kubectl kustomize`.
 """
 
 from __future__ import annotations
