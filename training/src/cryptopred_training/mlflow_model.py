@@ -26,9 +26,12 @@ class PricePredictorModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         self.predictor = PricePredictor.load(Path(context.artifacts[PREDICTOR_ARTIFACT]))
 
-    # No annotations on purpose: MLflow reads predict's type hints as its input schema, and the
-    # schema here comes from the signature logged with the model.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # MLflow reads predict's type hints as its input schema. A DataFrame hint is one it infers
+    # no schema from, so the schema stays the signature logged with the model; without any hint
+    # MLflow warned on every import ("Add type hints to the `predict` method ...").
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         if self.predictor is None:
             self.load_context(context)
         assert self.predictor is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,6 +47,23 @@ def test_pyfunc_wrapper_predicts_like_the_predictor(trained, tmp_path: Path) -> 
     assert list(out.columns) == list(OUTPUT_COLUMNS)
     expected = outcome.predictor.predict(frame.iloc[-20:])
     assert out["predicted_close"].tolist() == pytest.approx(expected["predicted_close"].tolist())
+
+
+def test_defining_the_wrapper_raises_no_mlflow_warning() -> None:
+    """MLflow checks predict's type hints when the class is defined (warning when there are
+    none); the DataFrame hint keeps the logged signature as the schema, without a warning."""
+    code = (
+        "import warnings, mlflow.pyfunc\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import cryptopred_training.mlflow_model\n"
+        "print('\\n'.join(str(w.message) for w in seen))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "type hint" not in done.stdout.lower(), done.stdout
 
 
 def test_unwrap_predictor_finds_the_loaded_predictor(trained, tmp_path: Path) -> None:
