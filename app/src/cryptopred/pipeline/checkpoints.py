@@ -1,8 +1,9 @@
 """Stage state stored in the DB together with the offset it belongs to.
 
-tansu keeps no offset-commit metadata, so a stage that must restore state after a restart
-(the candle builder) writes `(offset, state)` per partition into `stream_checkpoints` in the same
-transaction as its other rows; on assignment it reads them back and seeks to that offset.
+tansu keeps committed offsets but drops a commit's metadata string, so a stage that must
+restore state after a restart (the candle builder) writes `(offset, state)` per partition into
+`stream_checkpoints` in the same transaction as its other rows; on assignment it reads them
+back and seeks to that offset.
 """
 
 from __future__ import annotations
