@@ -90,7 +90,8 @@ def test_offline_demo_serves_predictions_over_http_kafka_and_db(demo_run):
     assert joined == [True]
     # Ray Train's own SIGINT handler did not outlive the training: Ctrl-C still stops the demo
     assert signal.getsignal(signal.SIGINT) is ctrl_c
-    assert demo.decisions[pair].startswith("champion"), lines
+    outcome = [line for line in lines if line.startswith(f"{pair}: ")]
+    assert demo.decisions[pair].startswith("champion"), outcome
 
     status, latest = http_json(f"{demo.base_url}/v1/predictions/{pair_url(pair)}")
     assert status == 200, latest

@@ -1,4 +1,5 @@
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -60,6 +61,26 @@ def test_realistic_shape():
 def test_unknown_pairs_get_stable_levels():
     assert pair_model("ABC/XYZ") == pair_model("ABC/XYZ")
     assert pair_model("ABC/XYZ").price > 0
+
+
+def test_every_pair_ticks_in_a_small_fraction_of_its_price():
+    """A coarse tick (a fixed 4 decimals on a 0.16 price) left most minutes flat, and no model
+    could beat persistence on such a made-up pair."""
+    made_up = [f"Q{i:04X}/USD" for i in range(300)]
+    models = [pair_model(p) for p in [*made_up, "BTC/USD", "ETH/USD", "XRP/USD"]]
+    prices = [m.price for m in models]
+    assert min(prices) < 0.2 and max(prices) > 20_000  # the whole range of made-up levels
+    for m in models:
+        assert 1e-6 <= 10.0**-m.decimals / m.price <= 1e-5, m
+    cheap = next(p for p in made_up if pair_model(p).price < 0.2)
+    trades = [t for b in generate([cheap], 0.2, 1) for t in b.trades]
+    closes: dict[int, float] = {}
+    for trade in trades:
+        assert round(trade.price, pair_model(cheap).decimals) == trade.price
+        closes[trade.ts_ms // 60_000] = trade.price
+    minutes = sorted(closes)
+    moved = sum(closes[a] != closes[b] for a, b in itertools.pairwise(minutes))
+    assert moved / (len(minutes) - 1) > 0.95
 
 
 def _minute_return_autocorrelation(momentum: float) -> float:

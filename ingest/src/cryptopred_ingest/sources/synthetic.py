@@ -10,6 +10,7 @@ random walk that no model can forecast better than persistence.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,10 @@ def pair_model(pair: str) -> PairModel:
         return _KNOWN[pair]
     h = zlib.crc32(pair.encode())
     price = 10.0 ** ((h % 600) / 100.0 - 1.0)  # 0.1 .. 1e5
-    return PairModel(round(price, 4), 0.2 + (h >> 10) % 8 / 10.0, 100.0 / price, 4)
+    # a tick of 1e-6 to 1e-5 of the price, as the known pairs have: a fixed 4 decimals made a
+    # 0.16 price move by whole 0.06 % ticks (most minutes flat, no model beat persistence)
+    decimals = max(0, 5 - math.floor(math.log10(price)))
+    return PairModel(round(price, decimals), 0.2 + (h >> 10) % 8 / 10.0, 100.0 / price, decimals)
 
 
 class _PairStream:
