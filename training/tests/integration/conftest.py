@@ -1,8 +1,11 @@
-"""Helpers for the training integration tests: rows into the DB and the CLI's environment."""
+"""Helpers for the training integration tests: rows into the DB, the CLI's environment and
+Ray Train's controller handles."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -35,3 +38,16 @@ def train_env(postgres: Settings, mlflow_server: Settings, tmp_path: Path) -> di
         "CRYPTOPRED_TRAIN_SEED": "1",
         "CRYPTOPRED_TRAIN_CPUS_PER_WORKER": "1",
     }
+
+
+def train_controller_handles() -> list[Any]:
+    """Ray Train controller actor handles still reachable in this process."""
+    import ray.actor
+
+    gc.collect()
+    return [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, ray.actor.ActorHandle)
+        and obj._ray_actor_creation_function_descriptor.class_name == "TrainController"
+    ]

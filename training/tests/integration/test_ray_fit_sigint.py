@@ -1,12 +1,12 @@
 """Ctrl-C around a Ray Train fit: the driver's own handler comes back, an abort is an interrupt.
 
 Ray Train installs a SIGINT handler for each run and leaves it in place afterwards (holding the
-run's controller actor); a long-lived driver such as the demo must get Ctrl-C back.
+run's controller actor); a long-lived driver such as the demo must get Ctrl-C back. The
+finished run's side is checked in test_ray_resume (its fits), the aborted run's here.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import threading
@@ -22,6 +22,8 @@ from cryptopred_training.pipeline import run_training
 from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
+from .conftest import train_controller_handles
+
 pytestmark = pytest.mark.integration
 
 CONFIG = TrainConfig(
@@ -33,31 +35,6 @@ CONFIG = TrainConfig(
     walk_forward_folds=0,
     min_rows=100,
 )
-
-
-def _train_controller_handles() -> list[Any]:
-    """Ray Train controller actor handles still reachable in this process."""
-    import ray.actor
-
-    gc.collect()
-    return [
-        obj
-        for obj in gc.get_objects()
-        if isinstance(obj, ray.actor.ActorHandle)
-        and obj._ray_actor_creation_function_descriptor.class_name == "TrainController"
-    ]
-
-
-def test_a_finished_fit_gives_back_the_handler_and_its_controller(
-    ray_session: Any, tmp_path: Path
-) -> None:
-    before = signal.getsignal(signal.SIGINT)
-    frame = synthetic_indicator_frame(1200, seed=3)
-    options = RayFitOptions(storage_dir=tmp_path / "runs", run_name="sigint-finished")
-    result = run_training(frame, CONFIG, fitter=ray_fitter(options)).models.fit_result
-    assert [r.epoch for r in result.history] == [0]
-    assert signal.getsignal(signal.SIGINT) is before
-    assert _train_controller_handles() == []
 
 
 def test_ctrl_c_during_a_fit_aborts_the_run_as_keyboard_interrupt(
@@ -88,4 +65,4 @@ def test_ctrl_c_during_a_fit_aborts_the_run_as_keyboard_interrupt(
     # the interrupt went through Ray Train's handler (it aborted the run), not the default one
     assert seen["replaced"] and seen["handler"].endswith("sigint_handler"), seen
     assert signal.getsignal(signal.SIGINT) is before
-    assert _train_controller_handles() == []
+    assert train_controller_handles() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from cryptopred_training.config import TrainConfig
 from cryptopred_training.pipeline import run_training
 from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
 from cryptopred_training.synthetic import synthetic_indicator_frame
+
+from .conftest import train_controller_handles
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +34,12 @@ def test_a_second_fit_with_the_same_name_continues_after_the_last_epoch(
 ) -> None:
     frame = synthetic_indicator_frame(1200, seed=5)
     options = RayFitOptions(storage_dir=tmp_path / "runs", run_name="resume-me")
+    ctrl_c = signal.getsignal(signal.SIGINT)
     first = run_training(frame, CONFIG, fitter=ray_fitter(options)).models.fit_result
     assert [r.epoch for r in first.history] == [0, 1]
+    # Ray Train's SIGINT handler is gone with the run, and nothing holds its controller
+    assert signal.getsignal(signal.SIGINT) is ctrl_c
+    assert train_controller_handles() == []
 
     longer = replace(CONFIG, max_epochs=3)
     second = run_training(frame, longer, fitter=ray_fitter(options)).models.fit_result
