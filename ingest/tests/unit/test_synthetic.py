@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cryptopred.records import encode
+from cryptopred.records import Trade, encode
 from cryptopred_ingest.sources.synthetic import generate, pair_model
 
 PAIRS = ["BTC/USD", "ETH/EUR", "XRP/USD", "ABC/XYZ"]
@@ -74,22 +74,24 @@ def test_every_pair_ticks_in_a_small_fraction_of_its_price():
         assert 1e-6 <= 10.0**-m.decimals / m.price <= 1e-5, m
     cheap = next(p for p in made_up if pair_model(p).price < 0.2)
     trades = [t for b in generate([cheap], 0.2, 1) for t in b.trades]
+    decimals = pair_model(cheap).decimals
+    assert all(round(trade.price, decimals) == trade.price for trade in trades)
+    closes = _minute_closes(trades)
+    moved = sum(a != b for a, b in itertools.pairwise(closes))
+    assert moved / (len(closes) - 1) > 0.95
+
+
+def _minute_closes(trades: list[Trade]) -> list[float]:
+    """The last price of every minute with a trade, in time order."""
     closes: dict[int, float] = {}
     for trade in trades:
-        assert round(trade.price, pair_model(cheap).decimals) == trade.price
         closes[trade.ts_ms // 60_000] = trade.price
-    minutes = sorted(closes)
-    moved = sum(closes[a] != closes[b] for a, b in itertools.pairwise(minutes))
-    assert moved / (len(minutes) - 1) > 0.95
+    return [closes[minute] for minute in sorted(closes)]
 
 
 def _minute_return_autocorrelation(momentum: float) -> float:
     trades = [t for b in generate(["BTC/USD"], 3, 5, momentum=momentum) for t in b.trades]
-    closes: dict[int, float] = {}
-    for t in trades:
-        closes[t.ts_ms // 60_000] = t.price
-    minutes = sorted(closes)
-    series = np.log(np.array([closes[m] for m in minutes]))
+    series = np.log(np.array(_minute_closes(trades)))
     r = np.diff(series)
     return float(np.corrcoef(r[:-1], r[1:])[0, 1])
 

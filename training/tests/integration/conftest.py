@@ -12,6 +12,18 @@ import pytest
 
 from cryptopred.db import connect, upsert
 from cryptopred.settings import Settings
+from cryptopred_training.config import TrainConfig
+
+#: a small Ray Train fit: two epochs of a 12-step window, no walk-forward
+RAY_FIT_CONFIG = TrainConfig(
+    horizon_seconds=(60, 300),
+    window_steps=12,
+    batch_size=64,
+    max_epochs=2,
+    patience=10,
+    walk_forward_folds=0,
+    min_rows=100,
+)
 
 
 def write_rows(settings: Settings, frame: pd.DataFrame) -> None:

@@ -17,24 +17,13 @@ from typing import Any
 
 import pytest
 
-from cryptopred_training.config import TrainConfig
 from cryptopred_training.pipeline import run_training
 from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
-from .conftest import train_controller_handles
+from .conftest import RAY_FIT_CONFIG, train_controller_handles
 
 pytestmark = pytest.mark.integration
-
-CONFIG = TrainConfig(
-    horizon_seconds=(60,),
-    window_steps=12,
-    batch_size=64,
-    max_epochs=1,
-    patience=10,
-    walk_forward_folds=0,
-    min_rows=100,
-)
 
 
 def test_ctrl_c_during_a_fit_aborts_the_run_as_keyboard_interrupt(
@@ -60,7 +49,7 @@ def test_ctrl_c_during_a_fit_aborts_the_run_as_keyboard_interrupt(
     sender = threading.Thread(target=interrupt_once_ray_train_listens, daemon=True)
     sender.start()
     with pytest.raises(KeyboardInterrupt):
-        run_training(frame, replace(CONFIG, max_epochs=200), fitter=ray_fitter(options))
+        run_training(frame, replace(RAY_FIT_CONFIG, max_epochs=200), fitter=ray_fitter(options))
     sender.join(timeout=5)
     # the interrupt went through Ray Train's handler (it aborted the run), not the default one
     assert seen["replaced"] and seen["handler"].endswith("sigint_handler"), seen

@@ -9,24 +9,13 @@ from typing import Any
 
 import pytest
 
-from cryptopred_training.config import TrainConfig
 from cryptopred_training.pipeline import run_training
 from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
-from .conftest import train_controller_handles
+from .conftest import RAY_FIT_CONFIG, train_controller_handles
 
 pytestmark = pytest.mark.integration
-
-CONFIG = TrainConfig(
-    horizon_seconds=(60, 300),
-    window_steps=12,
-    batch_size=64,
-    max_epochs=2,
-    patience=10,
-    walk_forward_folds=0,
-    min_rows=100,
-)
 
 
 def test_a_second_fit_with_the_same_name_continues_after_the_last_epoch(
@@ -35,13 +24,13 @@ def test_a_second_fit_with_the_same_name_continues_after_the_last_epoch(
     frame = synthetic_indicator_frame(1200, seed=5)
     options = RayFitOptions(storage_dir=tmp_path / "runs", run_name="resume-me")
     ctrl_c = signal.getsignal(signal.SIGINT)
-    first = run_training(frame, CONFIG, fitter=ray_fitter(options)).models.fit_result
+    first = run_training(frame, RAY_FIT_CONFIG, fitter=ray_fitter(options)).models.fit_result
     assert [r.epoch for r in first.history] == [0, 1]
     # Ray Train's SIGINT handler is gone with the run, and nothing holds its controller
     assert signal.getsignal(signal.SIGINT) is ctrl_c
     assert train_controller_handles() == []
 
-    longer = replace(CONFIG, max_epochs=3)
+    longer = replace(RAY_FIT_CONFIG, max_epochs=3)
     second = run_training(frame, longer, fitter=ray_fitter(options)).models.fit_result
     assert [r.epoch for r in second.history] == [0, 1, 2]
     # epochs 0 and 1 come from the checkpoint, not from training again (timings would differ)
