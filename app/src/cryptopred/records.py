@@ -6,6 +6,7 @@ Each record validates itself on construction and on decoding; a bad value raises
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from functools import cache
@@ -16,7 +17,11 @@ import msgspec
 MIN_TS_MS = 1_230_768_000_000  # 2009-01-01, before any crypto exchange traded
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
-_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+BIGINT_MAX = 2**63 - 1  # the DB's integer columns are BIGINT
+#: a dead letter carries at most this many bytes of the raw record (plus its size and hash)
+DEAD_LETTER_RAW_MAX_BYTES = 4096
+
+_PAIR = re.compile(r"[A-Z0-9]{2,10}/[A-Z0-9]{2,10}")  # always used with fullmatch
 
 
 class RecordError(ValueError):
@@ -28,20 +33,23 @@ class RecordError(ValueError):
 
 
 def _pair(value: str) -> None:
-    if not _PAIR.match(value):
+    if not _PAIR.fullmatch(value):
         raise RecordError(f"pair: malformed {value!r}, expected BASE/QUOTE like BTC/USD")
 
 
 _GOOD_PAIRS: set[str] = set()  # pairs whose pattern was checked (a regex costs ~1 us/record)
 _GOOD_PAIRS_MAX = 10_000
 _INF = math.inf
+# vwap = sum(price * qty) / sum(qty) may round a few ulps past high or low
+_VWAP_LOW = 1 - 1e-9
+_VWAP_HIGH = 1 + 1e-9
 
 
 def _known_pair(value: str) -> bool:
     """Whether `value` matches the pair pattern, remembering the pairs that do."""
     if value in _GOOD_PAIRS:
         return True
-    if not _PAIR.match(value):
+    if not _PAIR.fullmatch(value):
         return False
     if len(_GOOD_PAIRS) >= _GOOD_PAIRS_MAX:
         _GOOD_PAIRS.clear()
@@ -80,8 +88,8 @@ class Trade(msgspec.Struct, frozen=True, kw_only=True):
         _positive("price", self.price)
         _positive("qty", self.qty)
         _timestamp("ts_ms", self.ts_ms)
-        if self.trade_id is not None and self.trade_id < 0:
-            raise RecordError(f"trade_id: must be >= 0, got {self.trade_id}")
+        if self.trade_id is not None and not 0 <= self.trade_id <= BIGINT_MAX:
+            raise RecordError(f"trade_id: must be in 0..2**63-1, got {self.trade_id}")
         if not self.source:
             raise RecordError("source: must not be empty")
 
@@ -99,7 +107,7 @@ class TradeWire(msgspec.Struct, frozen=True, kw_only=True):
     price: _Price
     qty: _Price
     side: Literal["buy", "sell"]
-    trade_id: Annotated[int, msgspec.Meta(ge=0)] | None
+    trade_id: Annotated[int, msgspec.Meta(ge=0, le=BIGINT_MAX)] | None
     ts_ms: _TsMs
     source: Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -139,7 +147,9 @@ def _validate_candle(c: Candle) -> None:
         and 0.0 < cl < _INF
         and 0.0 < c.vwap < _INF
         and 0.0 <= c.volume < _INF
-        and c.n_trades >= 0
+        and 0 <= c.n_trades <= BIGINT_MAX
+        and (c.volume > 0.0) == (c.n_trades > 0)
+        and lo * _VWAP_LOW <= c.vwap <= h * _VWAP_HIGH
         and lo <= o
         and lo <= cl
         and h >= o
@@ -163,10 +173,17 @@ def _explain_candle(c: Candle) -> None:
     for name in ("open", "high", "low", "close", "vwap"):
         _positive(name, getattr(c, name))
     _non_negative("volume", c.volume)
-    if c.n_trades < 0:
-        raise RecordError(f"n_trades: must be >= 0, got {c.n_trades}")
+    if not 0 <= c.n_trades <= BIGINT_MAX:
+        raise RecordError(f"n_trades: must be in 0..2**63-1, got {c.n_trades}")
+    if (c.volume > 0) != (c.n_trades > 0):
+        raise RecordError(
+            f"volume/n_trades: volume {c.volume!r} with {c.n_trades} trades "
+            "(a window has volume exactly when it has trades)"
+        )
     if c.low > min(c.open, c.close) or c.high < max(c.open, c.close):
         raise RecordError("high/low: must bound open and close")
+    if not c.low * _VWAP_LOW <= c.vwap <= c.high * _VWAP_HIGH:
+        raise RecordError(f"vwap: {c.vwap!r} is outside [low {c.low!r}, high {c.high!r}]")
 
 
 INDICATOR_COLUMNS = (
@@ -298,16 +315,40 @@ class PredictionOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """A record a stage could not use, with the reason and the original payload."""
+    """A record a stage could not use, with the reason and the original payload.
+
+    `raw` holds at most DEAD_LETTER_RAW_MAX_BYTES of the payload (UTF-8, invalid bytes
+    replaced); `raw_bytes` and `raw_sha256` describe the whole payload. Build one with
+    `dead_letter`, which bounds it.
+    """
 
     stage: str
     reason: str
     raw: str
     ts_ms: int
+    raw_bytes: int = 0
+    raw_sha256: str = ""
 
     def __post_init__(self) -> None:
         if not self.stage or not self.reason:
             raise RecordError("stage/reason: must not be empty")
+        if len(self.raw) > DEAD_LETTER_RAW_MAX_BYTES:
+            raise RecordError(f"raw: longer than {DEAD_LETTER_RAW_MAX_BYTES}; use dead_letter()")
+
+
+def dead_letter(stage: str, reason: str, raw: bytes | str, ts_ms: int) -> DeadLetter:
+    """A DeadLetter with a bounded prefix of `raw`, its full size and its SHA-256."""
+    data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else bytes(raw)
+    # at most one character per byte, so the prefix fits the bound
+    text = data[:DEAD_LETTER_RAW_MAX_BYTES].decode("utf-8", errors="replace")
+    return DeadLetter(
+        stage=stage,
+        reason=reason[:1000],
+        raw=text,
+        ts_ms=ts_ms,
+        raw_bytes=len(data),
+        raw_sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 R = TypeVar("R", bound=msgspec.Struct)

@@ -56,7 +56,7 @@ def _check_host_port(value: str) -> str:
 def check_pairs(value: list[str]) -> list[str]:
     """Pairs as BASE/QUOTE in capitals (`btc-usd` -> `BTC/USD`); at least one."""
     pairs = [p.strip().upper().replace("-", "/") for p in value]
-    bad = [p for p in pairs if not _PAIR.match(p)]
+    bad = [p for p in pairs if not _PAIR.fullmatch(p)]
     if bad:
         raise ValueError(f"malformed pair(s) {bad}: expected BASE/QUOTE like BTC/USD")
     if not pairs:

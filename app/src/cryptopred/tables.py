@@ -6,5 +6,15 @@ PREDICTIONS = "predictions"
 PREDICTION_OUTCOMES = "prediction_outcomes"
 
 STREAM_CHECKPOINTS = "stream_checkpoints"  # internal: stage state with its offset
+STREAM_PAIR_STATES = "stream_pair_states"  # internal: per-pair candle builder state
+SOURCE_WATERMARKS = "source_watermarks"  # internal: how far a live source is complete
 
-ALL_TABLES = (CANDLES, TECHNICAL_INDICATORS, PREDICTIONS, PREDICTION_OUTCOMES, STREAM_CHECKPOINTS)
+ALL_TABLES = (
+    CANDLES,
+    TECHNICAL_INDICATORS,
+    PREDICTIONS,
+    PREDICTION_OUTCOMES,
+    STREAM_CHECKPOINTS,
+    STREAM_PAIR_STATES,
+    SOURCE_WATERMARKS,
+)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cryptopred.records import DeadLetter, RecordError, Trade, encode
+from cryptopred.records import RecordError, Trade, dead_letter, encode
 from cryptopred.topics import DLQ, TRADES
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class Publisher:
         self.counts.rejects += 1
         self.counts.by_reason[reason.split(":", 1)[0]] += 1
         log.warning("%s: rejected (%s): %.200s", self.stage, reason, raw)
-        letter = DeadLetter(stage=self.stage, reason=reason, raw=raw, ts_ms=now_ms())
+        letter = dead_letter(self.stage, reason, raw, now_ms())
         self._produce(self.dlq_topic, encode(letter), self._stage_key)
 
     def batch(self, batch: Batch) -> None:

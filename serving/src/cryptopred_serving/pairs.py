@@ -11,7 +11,7 @@ _PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 def pair_from_url(text: str) -> str | None:
     """`BTC-USD`, `btc-usd`, `BTC%2FUSD` or `BTC/USD` → `BTC/USD`; None if malformed."""
     pair = unquote(text).strip().upper().replace("-", "/").replace("_", "/")
-    return pair if _PAIR.match(pair) else None
+    return pair if _PAIR.fullmatch(pair) else None
 
 
 def pair_to_url(pair: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cryptopred import tables
-from cryptopred.db.rows import StreamCheckpoint
+from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
 from cryptopred.records import Candle, IndicatorRow, Prediction, PredictionOutcome
 
 _PG_TYPES = {str: "TEXT", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
@@ -75,5 +75,11 @@ TABLES: dict[str, Table] = {
         tables.STREAM_CHECKPOINTS,
         _columns(StreamCheckpoint),
         ("group_id", "topic", "partition"),
+    ),
+    tables.STREAM_PAIR_STATES: Table(
+        tables.STREAM_PAIR_STATES, _columns(StreamPairState), ("group_id", "topic", "pair")
+    ),
+    tables.SOURCE_WATERMARKS: Table(
+        tables.SOURCE_WATERMARKS, _columns(SourceWatermark), ("source", "pair")
     ),
 }

@@ -13,7 +13,7 @@ import msgspec
 from confluent_kafka import Message
 
 from cryptopred.pipeline.resume import ResumePoint
-from cryptopred.records import DeadLetter, R, RecordError, decode, encode
+from cryptopred.records import DeadLetter, R, RecordError, dead_letter, decode, encode
 
 
 @dataclass(slots=True)
@@ -43,8 +43,7 @@ class Emit:
         self.rows.setdefault(table, []).append(row)
 
     def dead_letter(self, stage: str, reason: str, raw: bytes, now_ms: int) -> None:
-        text = raw.decode("utf-8", errors="replace")
-        self.dead.append(DeadLetter(stage=stage, reason=reason, raw=text, ts_ms=now_ms))
+        self.dead.append(dead_letter(stage, reason, raw, now_ms))
 
     def __len__(self) -> int:
         return len(self.records) + sum(len(r) for r in self.rows.values()) + len(self.dead)
