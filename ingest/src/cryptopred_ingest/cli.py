@@ -21,7 +21,7 @@ from cryptopred.kafka import ensure_topics, make_producer
 from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError, _split_csv
 from cryptopred.topics import DLQ, TRADES
-from cryptopred_ingest.publish import Publisher
+from cryptopred_ingest.publish import DeliveryError, Publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
 from cryptopred_ingest.sources.factory import (
     SourceKind,
@@ -33,7 +33,12 @@ from cryptopred_ingest.sources.factory import (
 app = typer.Typer(help="Trade sources: live Kraken, REST backfill, file replay, synthetic.")
 console = Console(stderr=True)
 
-FAST_PRODUCER: dict[str, Any] = {"linger.ms": 100, "batch.size": 1_000_000}
+# a delivery report (a Python callback) only for a failed record, not for every record
+FAST_PRODUCER: dict[str, Any] = {
+    "linger.ms": 100,
+    "batch.size": 1_000_000,
+    "delivery.report.only.error": True,
+}
 
 
 class Format(StrEnum):
@@ -81,10 +86,13 @@ def _run_local(spec: SourceSpec, settings: IngestSettings) -> None:
     run, stats = build_runner(spec, settings, publisher, stop)
     start_s = time.monotonic()
     try:
-        run()
-    except KeyboardInterrupt:
-        stop.set()
-        publisher.flush()
+        try:
+            run()
+        except KeyboardInterrupt:
+            stop.set()
+            publisher.flush()
+    except DeliveryError as exc:
+        raise _fail(str(exc), code=1) from None
     elapsed_s = time.monotonic() - start_s
     counts = stats()
     rate = counts["trades"] / max(elapsed_s, 1e-9)
@@ -211,7 +219,10 @@ def backfill(
             bar.update(tasks[pair], completed=min(cursor_ns, end_ns) - since_ns)
 
         store = CursorStore(cursor_dir(settings.data_dir))
-        counts = backfill(chosen, since_ns, until_ns, client, publisher, store, advance)
+        try:
+            counts = backfill(chosen, since_ns, until_ns, client, publisher, store, advance)
+        except DeliveryError as exc:
+            raise _fail(str(exc), code=1) from None
         for pair in chosen:
             bar.update(tasks[pair], completed=end_ns - since_ns)
     console.print(f"backfilled {counts}; {publisher.counts.rejects} rejects", markup=False)

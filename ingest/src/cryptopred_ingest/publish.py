@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,13 +17,31 @@ from cryptopred.topics import DLQ, TRADES
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 20_000  # produce() calls between poll(0): serving delivery callbacks is not free
+REASON_MAX_CHARS = 200  # a reject's reason (and its log line) stays short whatever the input
+
+DeliveryCallback = Callable[[Any, Any], None]
+
+
+class DeliveryError(Exception):
+    """Records the broker never acknowledged (expired, refused, or still queued at flush).
+
+    Not a network error: a source that meets it ends, so nothing advances past the lost records.
+    """
+
+    def __init__(self, undelivered: int, detail: str) -> None:
+        super().__init__(f"{undelivered} records not delivered ({detail})")
+        self.undelivered = undelivered
 
 
 class ProducerLike(Protocol):
     """The part of confluent_kafka.Producer a publisher uses."""
 
     def produce(
-        self, topic: str, value: str | bytes | None = None, key: str | bytes | None = None
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
@@ -102,7 +120,12 @@ class Counts:
 
 
 class Publisher:
-    """Produces trades and dead letters through one (idempotent) producer, and counts them."""
+    """Produces trades and dead letters through one (idempotent) producer, and counts them.
+
+    Every record carries a delivery callback that counts failures only (cheap with the
+    producer's `delivery.report.only.error`); `flush` raises DeliveryError once any record was
+    lost, and keeps raising, so no caller saves a cursor past it.
+    """
 
     def __init__(
         self, producer: ProducerLike, stage: str, topic: str = TRADES, dlq_topic: str = DLQ
@@ -114,11 +137,19 @@ class Publisher:
         self.counts = Counts()
         self._since_poll = 0
         self._stage_key = stage.encode()
+        self.failed = 0
+        self._first_failure = ""
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            if not self._first_failure:
+                self._first_failure = str(err)
 
     def _produce(self, topic: str, value: bytes, key: bytes) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key)
+                self.producer.produce(topic, value, key, on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: let librdkafka drain it, then retry
                 self.producer.poll(0.05)
@@ -142,9 +173,10 @@ class Publisher:
 
     def reject(self, reason: str, raw: str) -> None:
         """Count, log and dead-letter one bad input; never raises on bad content."""
+        reason = reason[:REASON_MAX_CHARS]
         self.counts.rejects += 1
         self.counts.by_reason[reason.split(":", 1)[0]] += 1
-        log.warning("%s: rejected (%s): %.200s", self.stage, reason, raw)
+        log.warning("%s: rejected (%s): %.200r", self.stage, reason, raw)
         letter = dead_letter(self.stage, reason, raw, now_ms())
         self._produce(self.dlq_topic, encode(letter), self._stage_key)
 
@@ -157,7 +189,13 @@ class Publisher:
             self.reject(rej.reason, rej.raw)
 
     def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait for every produced record to be acknowledged; raise if some are left."""
-        left = self.producer.flush(timeout_s)
-        if left:
-            raise TimeoutError(f"{left} records not delivered within {timeout_s} s")
+        """Wait for every produced record to be acknowledged; raise DeliveryError naming how
+        many were not (failed delivery reports plus records still queued after `timeout_s`)."""
+        queued = self.producer.flush(timeout_s)
+        if queued or self.failed:
+            parts = []
+            if self.failed:
+                parts.append(f"{self.failed} failed: {self._first_failure}")
+            if queued:
+                parts.append(f"{queued} still queued after {timeout_s} s")
+            raise DeliveryError(self.failed + queued, "; ".join(parts))
