@@ -41,6 +41,7 @@ class ProducerLike(Protocol):
         topic: str,
         value: str | bytes | None = None,
         key: str | bytes | None = None,
+        *,
         on_delivery: DeliveryCallback | None = None,
     ) -> None: ...
 
