@@ -198,6 +198,7 @@ def backfill(
         cursor_dir,
         parse_time_ns,
     )
+    from cryptopred_ingest.sources.kraken_rest import RestError
 
     settings = _settings()
     chosen = _pairs(pairs, settings)
@@ -221,7 +222,7 @@ def backfill(
         store = CursorStore(cursor_dir(settings.data_dir))
         try:
             counts = backfill(chosen, since_ns, until_ns, client, publisher, store, advance)
-        except DeliveryError as exc:
+        except (DeliveryError, RestError) as exc:
             raise _fail(str(exc), code=1) from None
         for pair in chosen:
             bar.update(tasks[pair], completed=end_ns - since_ns)

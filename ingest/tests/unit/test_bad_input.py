@@ -117,3 +117,25 @@ def test_permanent_rest_errors_are_not_retried():
     with pytest.raises(RestError, match="EQuery"):
         client.page("BTC/USD", 0)
     assert client.calls == 1
+
+
+def test_backfill_cli_gives_up_with_one_line_naming_the_problem(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from cryptopred_ingest import cli
+    from cryptopred_ingest.testing.memory import MemoryProducer
+
+    def unavailable(self, url):
+        return b'{"error": ["EService:Unavailable"]}'
+
+    monkeypatch.setenv("CRYPTOPRED_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CRYPTOPRED_REST_MAX_RETRIES", "1")
+    monkeypatch.setenv("CRYPTOPRED_BACKOFF_INITIAL_S", "0.001")
+    monkeypatch.setenv("CRYPTOPRED_REST_MIN_INTERVAL_S", "0")
+    monkeypatch.setattr(cli, "ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "make_producer", lambda *a, **k: MemoryProducer())
+    monkeypatch.setattr(TradesClient, "_read", unavailable)
+    result = CliRunner().invoke(cli.app, ["backfill", "--since", "1h", "--pairs", "BTC/USD"])
+    assert result.exit_code == 1, result.output
+    assert "EService:Unavailable" in result.output and "2 attempts" in result.output
+    assert "Traceback" not in result.output

@@ -226,3 +226,18 @@ def test_a_failing_repair_reconnects_and_repairs_again():
         fake.stop()
     for pair, ids in published_ids(producer).items():
         assert sorted(ids) == [t.trade_id for t in fake.tape], pair
+
+
+def test_db_watermark_writer_survives_a_db_outage():
+    import psycopg
+
+    from cryptopred.db.rows import SourceWatermark
+    from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
+
+    def down(url):
+        raise psycopg.OperationalError("connection refused")
+
+    writer = DbWatermarkWriter("postgresql://nowhere/db", "postgres", connect_db=down)
+    row = SourceWatermark(source="kraken-ws", pair="BTC/USD", through_ms=1, updated_ms=2)
+    assert writer.write([row]) is False
+    writer.delete("kraken-ws")  # logged, not raised

@@ -30,12 +30,12 @@ TRANSIENT_ERRORS = ("EService:Unavailable", "EService:Busy")
 _REST_ASSETS = {"BTC": "XBT", "DOGE": "XDG"}
 
 
-class RateLimitedError(Exception):
-    """HTTP 429 or `EAPI:Rate limit exceeded`."""
-
-
 class RestError(Exception):
-    """Kraken answered with an error other than the rate limit."""
+    """Kraken answered with an error (or a body that is not a Trades answer)."""
+
+
+class RateLimitedError(RestError):
+    """HTTP 429 or `EAPI:Rate limit exceeded`."""
 
 
 class RestUnavailableError(RestError):
