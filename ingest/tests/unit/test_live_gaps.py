@@ -241,3 +241,51 @@ def test_db_watermark_writer_survives_a_db_outage():
     row = SourceWatermark(source="kraken-ws", pair="BTC/USD", through_ms=1, updated_ms=2)
     assert writer.write([row]) is False
     writer.delete("kraken-ws")  # logged, not raised
+
+
+def test_a_message_after_a_silence_first_repairs_every_pair():
+    # conn 1 stays silent 1 s after its ack (trades 20..40 happen meanwhile): the first
+    # message after it has every pair repaired before it is handled, on a cold start too
+    fake = FakeKraken(
+        PAIRS,
+        tape_size=100,
+        page_size=10,
+        rate_limit_every=0,
+        base_ts_ns=time.time_ns(),
+        segments=[(0, 20, "close"), (40, 100, "idle", 1.0)],
+    ).start()
+    producer = MemoryProducer()
+    try:
+        source = KrakenLiveSource(
+            settings_for(fake, silence_repair_s=0.5), Publisher(producer, "x")
+        )
+        thread = run_until(
+            source, lambda: all(len(v) >= 100 for v in published_ids(producer).values())
+        )
+        finish(source, thread)
+    finally:
+        fake.stop()
+    for pair, ids in published_ids(producer).items():
+        assert ids == [t.trade_id for t in fake.tape], pair
+    assert source.stats.silence_repairs == 1 and source.stats.id_jumps == 0
+
+
+def test_a_stall_on_the_first_connection_of_a_cold_start_is_repaired_after_it():
+    fake = FakeKraken(
+        PAIRS, tape_size=80, page_size=10, rate_limit_every=0, ws_drop=(20, 40), ws_pause_s=1.0
+    ).start()
+    producer = MemoryProducer()
+    try:
+        source = KrakenLiveSource(
+            settings_for(fake, silence_repair_s=0.5), Publisher(producer, "x")
+        )
+        thread = run_until(
+            source, lambda: all(len(v) >= 80 for v in published_ids(producer).values())
+        )
+        finish(source, thread)
+    finally:
+        fake.stop()
+    for pair, ids in published_ids(producer).items():
+        assert ids == [t.trade_id for t in fake.tape], pair
+    assert source.stats.connects == 1
+    assert source.stats.silence_repairs == 1 and source.stats.id_jumps == 0

@@ -175,7 +175,10 @@ class KrakenLiveSource:
                     self._repair_gaps(dict(self.dedup.last), arrived_ms)
                 is_ack = self._handle(text)
                 if is_ack and not repaired:
-                    self._repair_gaps(cursor, now_ms())
+                    started_ms = now_ms()
+                    if self.stats.connects > 1 or self._resumed:  # a cold start has no gap
+                        self._repair_gaps(cursor, started_ms)
+                    self.completeness.repaired(started_ms)
                     self.backoff.reset()
                     repaired = True
                 self.completeness.message(arrived_ms)
@@ -220,11 +223,8 @@ class KrakenLiveSource:
         return parsed.kind is Kind.ACK
 
     def _repair_gaps(self, cursor: dict[str, LastSeen], started_ms: int) -> None:
-        """Fetch from REST every trade since the last one seen per pair (on a cold start's
-        first connection there is nothing to catch up)."""
-        if self.stats.connects <= 1 and not self._resumed:
-            self.completeness.repaired(started_ms)
-            return
+        """Fetch from REST every trade since the last one seen per pair (since the start for
+        a pair not seen yet); then the feed is complete up to `started_ms`."""
         fallback_ms = self._started_ms or 0
         for pair in self.pairs:
             last = cursor.get(pair) or LastSeen(-1, fallback_ms)

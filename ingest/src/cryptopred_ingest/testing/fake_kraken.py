@@ -6,9 +6,10 @@ for a tape that happens now). Connection k plays `segments[k]` = (start, end, ac
 trades before `start` happen meanwhile), plays tape indices [start, end), then "close" (a
 forced disconnect), "silence" (no more frames, socket kept open) or "idle" (heartbeats only).
 Indices between one segment's end and the next one's start, and those in `ws_drop`, are never
-sent on the WS: only REST has them. REST serves the tape up to what has happened (played or
-dropped), paginated, and answers every `rate_limit_every`-th call with a 429 or a rate-limit
-error.
+sent on the WS: only REST has them. With `ws_pause_s`, the WS sends nothing at all that long
+where the `ws_drop` stretch starts (a stall), and no frames for the dropped stretch. REST
+serves the tape up to what has happened (played or dropped), paginated, and answers every
+`rate_limit_every`-th call with a 429 or a rate-limit error.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FakeKraken:
         default_factory=lambda: [(0, 150, "idle")]
     )
     ws_drop: tuple[int, int] | None = None
+    ws_pause_s: float = 0.0
     base_ts_ns: int = BASE_TS_NS
     step_ms: int = 137
     batch: int = 5
@@ -180,8 +182,13 @@ class FakeKraken:
                 items = self.tape[i : min(i + self.batch, end)]
                 sent = [t for j, t in enumerate(items, i) if j not in drop]
                 dropped = [j for j in range(i, i + len(items)) if j in drop]
+                if dropped and dropped[0] == drop.start and self.ws_pause_s:
+                    await asyncio.sleep(self.ws_pause_s)  # a stall: no frames at all
+                    self.horizon = max(self.horizon, drop.stop)  # its trades happened meanwhile
                 if dropped:  # REST has the dropped trades from the moment they happen
                     self.horizon = max(self.horizon, dropped[-1] + 1)
+                if not sent and self.ws_pause_s:
+                    continue
                 for pair in self.pairs:
                     if sent:
                         await ws.send(self.trade_message(pair, sent))
