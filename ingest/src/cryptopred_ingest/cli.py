@@ -17,11 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.kafka import ensure_topics
 from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError, _split_csv
 from cryptopred.topics import DLQ, TRADES
-from cryptopred_ingest.publish import DeliveryError, Publisher
+from cryptopred_ingest.publish import DeliveryError, make_publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
 from cryptopred_ingest.sources.factory import (
     SourceKind,
@@ -33,12 +33,7 @@ from cryptopred_ingest.sources.factory import (
 app = typer.Typer(help="Trade sources: live Kraken, REST backfill, file replay, synthetic.")
 console = Console(stderr=True)
 
-# a delivery report (a Python callback) only for a failed record, not for every record
-FAST_PRODUCER: dict[str, Any] = {
-    "linger.ms": 100,
-    "batch.size": 1_000_000,
-    "delivery.report.only.error": True,
-}
+FAST_PRODUCER: dict[str, Any] = {"linger.ms": 100, "batch.size": 1_000_000}
 
 
 class Format(StrEnum):
@@ -79,7 +74,7 @@ def _speed(text: str) -> float | None:
 
 def _run_local(spec: SourceSpec, settings: IngestSettings) -> None:
     ensure_topics(settings, [TRADES, DLQ])
-    publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage=spec.stage)
+    publisher = make_publisher(settings, spec.stage, **FAST_PRODUCER)
     import threading
 
     stop = threading.Event()
@@ -210,7 +205,7 @@ def backfill(
         raise _fail(str(exc)) from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ensure_topics(settings, [TRADES, DLQ])
-    publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage="ingest-backfill")
+    publisher = make_publisher(settings, "ingest-backfill", **FAST_PRODUCER)
     client = client_from_settings(settings)
     end_ns = until_ns or now_ns
     with Progress(console=console) as bar:

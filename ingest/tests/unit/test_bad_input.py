@@ -122,8 +122,7 @@ def test_permanent_rest_errors_are_not_retried():
 def test_backfill_cli_gives_up_with_one_line_naming_the_problem(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    from cryptopred_ingest import cli
-    from cryptopred_ingest.testing.memory import MemoryProducer
+    from cryptopred_ingest import cli, publish
 
     def unavailable(self, url):
         return b'{"error": ["EService:Unavailable"]}'
@@ -133,7 +132,7 @@ def test_backfill_cli_gives_up_with_one_line_naming_the_problem(monkeypatch, tmp
     monkeypatch.setenv("CRYPTOPRED_BACKOFF_INITIAL_S", "0.001")
     monkeypatch.setenv("CRYPTOPRED_REST_MIN_INTERVAL_S", "0")
     monkeypatch.setattr(cli, "ensure_topics", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "make_producer", lambda *a, **k: MemoryProducer())
+    monkeypatch.setattr(publish, "make_producer", lambda *a, **k: MemoryProducer())
     monkeypatch.setattr(TradesClient, "_read", unavailable)
     result = CliRunner().invoke(cli.app, ["backfill", "--since", "1h", "--pairs", "BTC/USD"])
     assert result.exit_code == 1, result.output

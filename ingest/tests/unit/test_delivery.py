@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cryptopred.records import Trade
 from cryptopred_ingest.backfill import Cursor, CursorStore, backfill_pair
-from cryptopred_ingest.publish import Batch, DeliveryError, Publisher
+from cryptopred_ingest.publish import Batch, DeliveryError, DeliveryTracker, Publisher
 from cryptopred_ingest.runner import pump
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
@@ -26,7 +26,8 @@ class LossyProducer:
     """Fails every record produced after `fail_after` (a delivery report with an error);
     `stuck` records stay queued at every flush."""
 
-    def __init__(self, fail_after: int = 10**9, stuck: int = 0) -> None:
+    def __init__(self, fail_after: int = 10**9, stuck: int = 0, report: Any = None) -> None:
+        self.report = report  # the producer-wide on_delivery, if any
         self.fail_after = fail_after
         self.stuck = stuck
         self.produced = 0
@@ -36,8 +37,9 @@ class LossyProducer:
         self, topic: str, value: Any = None, key: Any = None, on_delivery: Any = None
     ) -> None:
         self.produced += 1
-        if self.produced > self.fail_after and on_delivery is not None:
-            self._reports.append(on_delivery)
+        callback = on_delivery or self.report
+        if self.produced > self.fail_after and callback is not None:
+            self._reports.append(callback)
 
     def poll(self, timeout: float) -> int:
         reports, self._reports = self._reports, []
@@ -125,7 +127,7 @@ def test_live_state_not_saved_past_undelivered_trades(tmp_path):
 
 
 def test_replay_cli_exits_nonzero_naming_undelivered(monkeypatch, tmp_path):
-    from cryptopred_ingest import cli
+    from cryptopred_ingest import cli, publish
 
     path = tmp_path / "t.jsonl"
     path.write_text(
@@ -146,7 +148,42 @@ def test_replay_cli_exits_nonzero_naming_undelivered(monkeypatch, tmp_path):
     )
     monkeypatch.setenv("CRYPTOPRED_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(cli, "ensure_topics", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "make_producer", lambda *a, **k: LossyProducer(fail_after=1))
+    monkeypatch.setattr(
+        publish,
+        "make_producer",
+        lambda settings, **kw: LossyProducer(fail_after=1, report=kw["on_delivery"]),
+    )
     result = CliRunner().invoke(cli.app, ["replay", "--file", str(path), "--format", "jsonl"])
     assert result.exit_code == 1, result.output
     assert "3 records not delivered" in result.output
+
+
+def test_a_producer_wide_tracker_catches_failures_without_per_record_callbacks():
+    tracker = DeliveryTracker()
+    producer = LossyProducer(fail_after=0, report=tracker.on_delivery)
+    produced_with = []
+    original = producer.produce
+
+    def produce(topic, value=None, key=None, on_delivery=None):
+        produced_with.append(on_delivery)
+        original(topic, value, key)
+
+    producer.produce = produce
+    pub = Publisher(producer, "s", tracker=tracker)
+    pub.trade(trade(1))
+    with pytest.raises(DeliveryError, match=r"^1 records"):
+        pub.flush(1.0)
+    assert produced_with == [None]
+
+
+def test_make_publisher_wires_the_tracker_into_the_producer(monkeypatch):
+    from cryptopred.settings import Settings
+    from cryptopred_ingest import publish
+
+    seen = {}
+    monkeypatch.setattr(
+        publish, "make_producer", lambda settings, **kw: seen.update(kw) or LossyProducer()
+    )
+    pub = publish.make_publisher(Settings(), "s", **{"linger.ms": 7})
+    assert seen["on_delivery"] == pub.tracker.on_delivery
+    assert seen["delivery.report.only.error"] is True and seen["linger.ms"] == 7
