@@ -289,3 +289,24 @@ def test_a_stall_on_the_first_connection_of_a_cold_start_is_repaired_after_it():
         assert ids == [t.trade_id for t in fake.tape], pair
     assert source.stats.connects == 1
     assert source.stats.silence_repairs == 1 and source.stats.id_jumps == 0
+
+
+def test_ids_rest_never_has_are_given_up_after_bounded_passes():
+    fake = FakeKraken(PAIRS, tape_size=60, page_size=10, ws_drop=(20, 30), rate_limit_every=0)
+    fake.start()
+    fake.rest_trades = lambda query: (200, {"error": [], "result": {"X": [], "last": "0"}})
+    producer = MemoryProducer()
+    try:
+        source = KrakenLiveSource(
+            settings_for(fake, gap_repair_attempts=2), Publisher(producer, "x")
+        )
+        thread = run_until(
+            source, lambda: all(len(v) >= 50 for v in published_ids(producer).values())
+        )
+        finish(source, thread)
+    finally:
+        fake.stop()
+    kept = [t.trade_id for i, t in enumerate(fake.tape) if not 20 <= i < 30]
+    for pair, ids in published_ids(producer).items():
+        assert ids == kept, pair
+    assert source.stats.gaps_unrepaired == 2 * 10 and source.stats.id_jumps == 2

@@ -247,6 +247,9 @@ class KrakenLiveSource:
         self.stats.gaps_repaired += found
         return found
 
+    def _wait(self, delay_s: float) -> None:
+        self.stop.wait(delay_s)
+
     def _repair_ids(self, pair: str, next_id: int) -> None:
         """Fetch and publish the ids between the pair's last seen trade and `next_id` (a jump
         in the feed), before `next_id` itself; REST may lag the feed, so a few passes."""
@@ -274,6 +277,7 @@ class KrakenLiveSource:
             stop=tenacity.stop_after_attempt(self.settings.gap_repair_attempts)
             | tenacity.stop_when_event_set(self.stop),
             wait=tenacity.wait_fixed(max(self.settings.rest_min_interval_s, 0.1)),
+            sleep=self._wait,
             retry_error_callback=lambda state: missing(),
         )(one_pass)
         if left:
