@@ -17,11 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.kafka import ensure_topics
 from cryptopred.raycluster import prepare_ray_auth
 from cryptopred.settings import SettingsError, _split_csv
 from cryptopred.topics import DLQ, TRADES
-from cryptopred_ingest.publish import Publisher
+from cryptopred_ingest.publish import DeliveryError, make_publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
 from cryptopred_ingest.sources.factory import (
     SourceKind,
@@ -74,17 +74,20 @@ def _speed(text: str) -> float | None:
 
 def _run_local(spec: SourceSpec, settings: IngestSettings) -> None:
     ensure_topics(settings, [TRADES, DLQ])
-    publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage=spec.stage)
+    publisher = make_publisher(settings, spec.stage, **FAST_PRODUCER)
     import threading
 
     stop = threading.Event()
     run, stats = build_runner(spec, settings, publisher, stop)
     start_s = time.monotonic()
     try:
-        run()
-    except KeyboardInterrupt:
-        stop.set()
-        publisher.flush()
+        try:
+            run()
+        except KeyboardInterrupt:
+            stop.set()
+            publisher.flush()
+    except DeliveryError as exc:
+        raise _fail(str(exc), code=1) from None
     elapsed_s = time.monotonic() - start_s
     counts = stats()
     rate = counts["trades"] / max(elapsed_s, 1e-9)
@@ -190,6 +193,7 @@ def backfill(
         cursor_dir,
         parse_time_ns,
     )
+    from cryptopred_ingest.sources.kraken_rest import RestError
 
     settings = _settings()
     chosen = _pairs(pairs, settings)
@@ -201,7 +205,7 @@ def backfill(
         raise _fail(str(exc)) from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ensure_topics(settings, [TRADES, DLQ])
-    publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage="ingest-backfill")
+    publisher = make_publisher(settings, "ingest-backfill", **FAST_PRODUCER)
     client = client_from_settings(settings)
     end_ns = until_ns or now_ns
     with Progress(console=console) as bar:
@@ -211,7 +215,10 @@ def backfill(
             bar.update(tasks[pair], completed=min(cursor_ns, end_ns) - since_ns)
 
         store = CursorStore(cursor_dir(settings.data_dir))
-        counts = backfill(chosen, since_ns, until_ns, client, publisher, store, advance)
+        try:
+            counts = backfill(chosen, since_ns, until_ns, client, publisher, store, advance)
+        except (DeliveryError, RestError) as exc:
+            raise _fail(str(exc), code=1) from None
         for pair in chosen:
             bar.update(tasks[pair], completed=end_ns - since_ns)
     console.print(f"backfilled {counts}; {publisher.counts.rejects} rejects", markup=False)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
+
+import tenacity
+import websocket
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +36,15 @@ class Backoff:
         self.jitter = jitter
         self.attempt = 0
         self._rng = rng or random.Random()
+        # past this many doublings the delay is at its cap (and factor**attempt could overflow)
+        ratio = max_s / initial_s
+        growing = factor > 1.0 and ratio > 1.0
+        self._max_exponent = math.ceil(math.log(ratio, factor)) if growing else 0
 
     def next_delay_s(self) -> float:
         """The delay before the next attempt; each call counts one failed attempt."""
-        base_s = min(self.max_s, self.initial_s * self.factor**self.attempt)
+        exponent = min(self.attempt, self._max_exponent)
+        base_s = min(self.max_s, self.initial_s * self.factor**exponent)
         self.attempt += 1
         spread = 1.0 + self.jitter * (2.0 * self._rng.random() - 1.0)
         return max(0.0, min(self.max_s, base_s * spread))
@@ -66,32 +75,59 @@ class Watchdog:
             raise SilenceError(f"no message for {silent_s:.1f} s (watchdog {self.timeout_s} s)")
 
 
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, TimeoutError and urllib's URLError are OSErrors
+    websocket.WebSocketException,
+    SilenceError,
+)
+
+
 def run_with_reconnect(
     session: Callable[[], None],
     backoff: Backoff,
     stop: threading.Event,
     name: str,
     on_reconnect: Callable[[], None] | None = None,
+    retry_on: tuple[type[BaseException], ...] = NETWORK_ERRORS,
 ) -> None:
-    """Run `session` until `stop` is set; after it ends or fails, wait a backoff delay and rerun.
+    """Run `session` until `stop` is set; after it ends or fails with one of `retry_on` (network
+    errors), wait a backoff delay and rerun. Any other exception is logged and propagates.
 
     `session` should call `backoff.reset()` once its connection is healthy. Each retry logs one
     line with the attempt number, the reason and the delay; the wait ends early on `stop`.
     """
-    first = True
-    while not stop.is_set():
-        if not first and on_reconnect is not None:
+    attempts = 0
+
+    def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
+        if stop.is_set():
+            return "stopped"
+        if attempts > 1 and on_reconnect is not None:
             on_reconnect()
-        first = False
         try:
             session()
-            reason = "connection closed"
-        except Exception as exc:  # any failure means: reconnect
-            reason = f"{type(exc).__name__}: {exc}"
-        if stop.is_set():
-            break
-        delay_s = backoff.next_delay_s()
+        except retry_on as exc:
+            return "stopped" if stop.is_set() else f"{type(exc).__name__}: {exc}"
+        except Exception:
+            log.exception("%s: not a network error; not reconnecting", name)
+            raise
+        return "stopped" if stop.is_set() else "connection closed"
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        reason = state.outcome.result() if state.outcome is not None else "?"
+        delay_s = state.next_action.sleep if state.next_action is not None else 0.0
         log.warning(
             "%s: attempt %d failed (%s); retrying in %.2f s", name, backoff.attempt, reason, delay_s
         )
+
+    def wait(delay_s: float) -> None:
         stop.wait(delay_s)
+
+    # every outcome but "stopped" is a failed connection: wait a backoff delay and reconnect
+    tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda reason: reason != "stopped"),
+        wait=lambda _state: backoff.next_delay_s(),
+        sleep=wait,
+        before_sleep=log_retry,
+    )(attempt)

@@ -22,6 +22,25 @@ class IngestSettings(Settings):
     rest_page_size: int = Field(1000, ge=1, description="trades per full REST Trades page")
     rest_max_retries: int = Field(8, ge=0, description="retries of a rate-limited REST call")
     live_checkpoint_s: float = Field(5.0, gt=0, description="how often live saves last-seen")
+    live_watermarks: bool = Field(
+        True, description="live writes source watermarks (table source_watermarks)"
+    )
+    watermark_interval_s: float = Field(
+        1.0, gt=0, description="how often live flushes and writes its source watermarks"
+    )
+    watermark_lag_ms: int = Field(
+        2000,
+        ge=0,
+        description="a source watermark trails the last message's arrival by this (feed latency)",
+    )
+    silence_repair_s: float = Field(
+        2.0,
+        gt=0,
+        description="a message after a longer silence first has every pair repaired from REST",
+    )
+    gap_repair_attempts: int = Field(
+        3, ge=1, description="REST passes for the ids of a jump in a pair's trade ids"
+    )
     actor_max_restarts: int = Field(-1, ge=-1, description="Ray actor restarts (-1: forever)")
 
 

@@ -82,16 +82,29 @@ def build_runner(
 
     if spec.kind == "live":
         from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
+        from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
 
         state_path = settings.data_dir / "ingest" / "live-state.json"
+        watermarks = (
+            DbWatermarkWriter(settings.db_url, settings.db_dialect)
+            if settings.live_watermarks
+            else None
+        )
         live = KrakenLiveSource(
-            settings, publisher, spec.pairs or None, stop, state_path=state_path
+            settings,
+            publisher,
+            spec.pairs or None,
+            stop,
+            state_path=state_path,
+            watermarks=watermarks,
         )
 
         def live_stats() -> dict[str, int]:
             return publisher_stats() | {
                 "reconnects": live.stats.reconnects,
                 "gaps_repaired": live.stats.gaps_repaired,
+                "gaps_unrepaired": live.stats.gaps_unrepaired,
+                "id_jumps": live.stats.id_jumps,
                 "duplicates_dropped": live.stats.duplicates_dropped,
             }
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
+
 from cryptopred.records import Trade
 from cryptopred_ingest.publish import Reject, make_trade
 from cryptopred_ingest.reconnect import Backoff
@@ -24,15 +26,21 @@ TRADES_PATH = "/0/public/Trades"
 PAGE_SIZE = 1000  # Kraken's maximum trades per call
 SOURCE = "kraken-rest"
 RATE_LIMIT_ERROR = "EAPI:Rate limit exceeded"
+TRANSIENT_ERRORS = ("EService:Unavailable", "EService:Busy")
 _REST_ASSETS = {"BTC": "XBT", "DOGE": "XDG"}
 
 
-class RateLimitedError(Exception):
+class RestError(Exception):
+    """Kraken answered with an error (or a body that is not a Trades answer)."""
+
+
+class RateLimitedError(RestError):
     """HTTP 429 or `EAPI:Rate limit exceeded`."""
 
 
-class RestError(Exception):
-    """Kraken answered with an error other than the rate limit."""
+class RestUnavailableError(RestError):
+    """A transient failure: `EService:Unavailable`/`Busy`, or a body that is not a Trades
+    answer (not JSON, not an object, no `result` or `last`), as a proxy in front may send."""
 
 
 def rest_pair(pair: str) -> str:
@@ -74,16 +82,30 @@ def parse_row(pair: str, row: Any) -> Trade | Reject:
     )
 
 
-def parse_page(pair: str, body: dict[str, Any]) -> Page:
-    """The `result` of a Trades response; raise RateLimitedError or RestError on `error`."""
+def parse_page(pair: str, body: Any) -> Page:
+    """The `result` of a Trades response; raise RateLimitedError, RestUnavailableError
+    (transient) or RestError on `error` or a body of the wrong shape."""
+    if not isinstance(body, dict):
+        raise RestUnavailableError(f"body is a {type(body).__name__}, not an object")
     errors = body.get("error") or []
+    if not isinstance(errors, list):
+        errors = [errors]
     if any(RATE_LIMIT_ERROR in str(e) for e in errors):
         raise RateLimitedError(RATE_LIMIT_ERROR)
+    if any(code in str(e) for e in errors for code in TRANSIENT_ERRORS):
+        raise RestUnavailableError("; ".join(map(str, errors))[:200])
     if errors:
-        raise RestError("; ".join(map(str, errors)))
-    result = body["result"]
-    last_ns = int(result["last"])
-    rows: list[Any] = next((v for k, v in result.items() if k != "last"), [])
+        raise RestError("; ".join(map(str, errors))[:200])
+    result = body.get("result")
+    if not isinstance(result, dict):
+        raise RestUnavailableError("body has no `result` object")
+    try:
+        last_ns = int(result["last"])
+    except (KeyError, TypeError, ValueError):
+        raise RestUnavailableError("result has no integer `last`") from None
+    rows: Any = next((v for k, v in result.items() if k != "last"), [])
+    if not isinstance(rows, list):
+        raise RestUnavailableError("result's trades are not a list")
     trades: list[Trade] = []
     rejects: list[Reject] = []
     for row in rows:
@@ -92,8 +114,12 @@ def parse_page(pair: str, body: dict[str, Any]) -> Page:
     return Page(trades, rejects, last_ns, len(rows))
 
 
+RETRYABLE = (RateLimitedError, RestUnavailableError, OSError)  # OSError: URLError, timeouts
+
+
 class TradesClient:
-    """Calls `Trades` at most once per `min_interval_s`, backing off on rate limits."""
+    """Calls `Trades` at most once per `min_interval_s`, backing off on rate limits, transient
+    service errors and network errors (at most `max_retries` retries per page)."""
 
     def __init__(
         self,
@@ -118,7 +144,18 @@ class TradesClient:
         self.rate_limited = 0
         self.calls = 0
 
-    def _get(self, pair: str, since_ns: int) -> dict[str, Any]:
+    def _read(self, url: str) -> bytes:
+        """The body of one GET (HTTP 429 becomes RateLimitedError)."""
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310
+                body: bytes = resp.read()
+                return body
+        except urllib.error.HTTPError as exc:
+            if exc.code == 429:
+                raise RateLimitedError(f"HTTP 429 from {self.base_url}") from None
+            raise
+
+    def _get(self, pair: str, since_ns: int) -> Any:
         query = urllib.parse.urlencode({"pair": rest_pair(pair), "since": since_ns})
         url = f"{self.base_url}{TRADES_PATH}?{query}"
         if not url.startswith(("http://", "https://")):
@@ -128,36 +165,56 @@ class TradesClient:
             self._sleep(wait_s)
         self._last_call_s = time.monotonic()
         self.calls += 1
+        body = self._read(url)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310
-                body: dict[str, Any] = json.loads(resp.read())
-                return body
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429:
-                raise RateLimitedError(f"HTTP 429 from {self.base_url}") from None
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise RestUnavailableError(f"body is not JSON: {body[:60]!r}") from None
+
+    def _wait(self, delay_s: float) -> None:
+        self._sleep(delay_s)
+
+    def _fetch_page(self, pair: str, since_ns: int) -> Page:
+        try:
+            return parse_page(pair, self._get(pair, since_ns))
+        except RateLimitedError:
+            self.rate_limited += 1
             raise
 
     def page(self, pair: str, since_ns: int) -> Page:
-        """One page of trades after `since_ns`; retries rate limits and network errors."""
+        """One page of trades after `since_ns`; retries (RETRYABLE) rate limits, transient
+        service errors and network errors up to `max_retries` times, then raises the last one
+        (a RestUnavailableError names the problem and the attempts)."""
         self.backoff.reset()
-        while True:
-            try:
-                return parse_page(pair, self._get(pair, since_ns))
-            except (RateLimitedError, urllib.error.URLError, OSError, ValueError) as exc:
-                if isinstance(exc, RateLimitedError):
-                    self.rate_limited += 1
-                if self.backoff.attempt >= self.max_retries or self.stop.is_set():
-                    raise
-                delay_s = self.backoff.next_delay_s()
-                log.warning(
-                    "kraken REST %s since=%d: attempt %d failed (%s); retrying in %.2f s",
-                    pair,
-                    since_ns,
-                    self.backoff.attempt,
-                    exc,
-                    delay_s,
-                )
-                self._sleep(delay_s)
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            delay_s = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning(
+                "kraken REST %s since=%d: attempt %d failed (%s); retrying in %.2f s",
+                pair,
+                since_ns,
+                state.attempt_number,
+                exc,
+                delay_s,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RETRYABLE),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1)
+            | tenacity.stop_when_event_set(self.stop),
+            wait=lambda _state: self.backoff.next_delay_s(),
+            sleep=self._wait,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._fetch_page, pair, since_ns)
+        except RestUnavailableError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise RestUnavailableError(
+                f"kraken REST Trades {pair} since={since_ns}: {exc} ({attempts} attempts)"
+            ) from None
 
     def pages(self, pair: str, since_ns: int, until_ns: int | None = None) -> Iterator[Page]:
         """Pages from `since_ns` until caught up (a short page) or past `until_ns`.

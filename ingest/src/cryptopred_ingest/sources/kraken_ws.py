@@ -59,10 +59,13 @@ _ONE_MS = datetime.resolution * 1000
 def _number(item: dict[str, Any], name: str) -> float:
     value = item[name]
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{name}: not a number: {value!r}")
-    number = float(value)
+        raise ValueError(f"{name}: not a number: {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(f"{name}: too large ({len(str(value))} digits)") from None
     if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name}: must be a finite number > 0, got {value!r:.40}")
     return number
 
 
@@ -111,12 +114,21 @@ def parse_message(text: str | bytes, known_pairs: Collection[str]) -> Parsed:
 
     Others: `{"method": "subscribe", "success": true, "result": {...}}` (ack, or
     `"success": false` with `"error"`), `{"channel": "heartbeat"}`, `{"channel": "status", ...}`.
-    Anything unparseable is a single REJECT whose raw text is the whole message.
+    Anything unparseable (bad JSON, nesting too deep for the parser, a number out of range) is
+    a single REJECT whose raw text is the whole message.
     """
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
+        return _classify(raw, known_pairs)
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        reason = f"unparseable message: {type(exc).__name__}: {str(exc)[:80]}"
+        return Parsed(Kind.REJECT, rejects=[Reject(reason, raw)])
+
+
+def _classify(raw: str, known_pairs: Collection[str]) -> Parsed:
+    try:
         msg = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return Parsed(Kind.REJECT, rejects=[Reject(f"malformed JSON: {exc}", raw)])
     if not isinstance(msg, dict):
         return Parsed(Kind.REJECT, rejects=[Reject("message: not a JSON object", raw)])

@@ -1,10 +1,15 @@
 """A fake Kraken on 127.0.0.1: WS v2 `trade` channel and REST `Trades`, for tests only.
 
-Every pair has the same scripted tape of trades. Connection k plays `segments[k]`: tape indices
-[start, end), then "close" (a forced disconnect), "silence" (no more frames, socket kept open)
-or "idle" (heartbeats only). Indices between one segment's end and the next one's start are a
-dropped stretch that only REST can recover. REST serves the tape up to the current segment's
-start, paginated, and answers every `rate_limit_every`-th call with a 429 or a rate-limit error.
+Every pair has the same scripted tape of trades, dated from `base_ts_ns` (pass `time.time_ns()`
+for a tape that happens now). Connection k plays `segments[k]` = (start, end, action) or
+(start, end, action, delay_s): after the subscribe ack it stays silent `delay_s` seconds (the
+trades before `start` happen meanwhile), plays tape indices [start, end), then "close" (a
+forced disconnect), "silence" (no more frames, socket kept open) or "idle" (heartbeats only).
+Indices between one segment's end and the next one's start, and those in `ws_drop`, are never
+sent on the WS: only REST has them. With `ws_pause_s`, the WS sends nothing at all that long
+where the `ws_drop` stretch starts (a stall), and no frames for the dropped stretch. REST
+serves the tape up to what has happened (played or dropped), paginated, and answers every
+`rate_limit_every`-th call with a 429 or a rate-limit error.
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ def rfc3339(ts_ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{rest_ns // 1000:06d}Z"
 
 
-def make_tape(n: int, first_id: int = 5000, step_ms: int = 137) -> list[TapeTrade]:
+def make_tape(
+    n: int, first_id: int = 5000, step_ms: int = 137, base_ts_ns: int = BASE_TS_NS
+) -> list[TapeTrade]:
     return [
         TapeTrade(
             first_id + i,
-            BASE_TS_NS + i * step_ms * 1_000_000 + 123_456,
+            base_ts_ns + i * step_ms * 1_000_000 + 123_456,
             100.0 + (i % 17) / 10,
             0.5 + (i % 5) / 100,
             "buy" if i % 3 else "sell",
@@ -58,7 +65,13 @@ def make_tape(n: int, first_id: int = 5000, step_ms: int = 137) -> list[TapeTrad
 class FakeKraken:
     pairs: list[str]
     tape_size: int = 150
-    segments: list[tuple[int, int, str]] = field(default_factory=lambda: [(0, 150, "idle")])
+    segments: list[tuple[int, int, str] | tuple[int, int, str, float]] = field(
+        default_factory=lambda: [(0, 150, "idle")]
+    )
+    ws_drop: tuple[int, int] | None = None
+    ws_pause_s: float = 0.0
+    base_ts_ns: int = BASE_TS_NS
+    step_ms: int = 137
     batch: int = 5
     send_interval_s: float = 0.002
     heartbeat_s: float = 0.2
@@ -71,7 +84,7 @@ class FakeKraken:
     subscribe_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tape = make_tape(self.tape_size)
+        self.tape = make_tape(self.tape_size, step_ms=self.step_ms, base_ts_ns=self.base_ts_ns)
         self.horizon = self.tape_size
         self._by_rest = {rest_pair(p): p for p in self.pairs}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,8 +151,14 @@ class FakeKraken:
     async def _handle(self, ws: ServerConnection) -> None:
         index = self.connections
         self.connections += 1
-        start, end, action = self.segments[index] if index < len(self.segments) else (0, 0, "idle")
-        self.horizon = start if index < len(self.segments) else self.tape_size
+        segment = self.segments[index] if index < len(self.segments) else (0, 0, "idle")
+        start, end, action = segment[:3]
+        delay_s = float(segment[3]) if len(segment) > 3 else 0.0
+        if index >= len(self.segments):
+            self.horizon = self.tape_size
+        elif not delay_s:
+            self.horizon = start
+        drop = range(*self.ws_drop) if self.ws_drop else range(0)
         status = {"channel": "status", "type": "update", "data": [{"system": "online"}]}
         try:
             await ws.send(json.dumps(status))
@@ -156,9 +175,23 @@ class FakeKraken:
             if index == 0:
                 for raw in self.extra_messages:
                     await ws.send(raw)
+            if delay_s:
+                await asyncio.sleep(delay_s)
+                self.horizon = max(self.horizon, start)
             for i in range(start, end, self.batch):
+                items = self.tape[i : min(i + self.batch, end)]
+                sent = [t for j, t in enumerate(items, i) if j not in drop]
+                dropped = [j for j in range(i, i + len(items)) if j in drop]
+                if dropped and dropped[0] == drop.start and self.ws_pause_s:
+                    await asyncio.sleep(self.ws_pause_s)  # a stall: no frames at all
+                    self.horizon = max(self.horizon, drop.stop)  # its trades happened meanwhile
+                if dropped:  # REST has the dropped trades from the moment they happen
+                    self.horizon = max(self.horizon, dropped[-1] + 1)
+                if not sent and self.ws_pause_s:
+                    continue
                 for pair in self.pairs:
-                    await ws.send(self.trade_message(pair, self.tape[i : min(i + self.batch, end)]))
+                    if sent:
+                        await ws.send(self.trade_message(pair, sent))
                 await ws.send('{"channel":"heartbeat"}')
                 await asyncio.sleep(self.send_interval_s)
             if action == "close":

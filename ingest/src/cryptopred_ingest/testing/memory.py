@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MemoryProducer:
     def __init__(self) -> None:
@@ -9,7 +11,11 @@ class MemoryProducer:
         self.polls = 0
 
     def produce(
-        self, topic: str, value: str | bytes | None = None, key: str | bytes | None = None
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        on_delivery: Any = None,
     ) -> None:
         assert isinstance(value, bytes) and isinstance(key, bytes)
         self.records.append((topic, value, key))
