@@ -1,9 +1,10 @@
 """A pair's candle-builder state as compact JSON, and back (internal to `windows`).
 
 A pair's state: its event time and watermark, per width where closing has got to (next window
-to close, previous close, whether any window closed), and the trade ids it counted that are
-still kept for dedup, as `[end_ms, [[lo, hi], ...]]` blocks (sequential ids give one run).
-Open windows' trades are not in the state: they are replayed from the committed offset.
+to close, previous close, whether any window closed), and the trade ids of closed windows that
+are still kept for dedup, as `[end_ms, [[lo, hi], ...]]` blocks (sequential ids give one run).
+Open windows are not in the state, their trades' ids neither: the committed offset is at or
+before their first trade, so the replay after a restart counts them (and their ids) again.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ def pair_state_data(ps: PairState) -> dict[str, Any]:
     lanes: dict[str, Any] = {}
     for lane in ps.lanes:
         lanes[str(lane.candle_seconds)] = [lane.next_close_ms, lane.prev_close, lane.closed_any]
-    by_end: dict[int, list[int]] = {}
-    widest = ps.lanes[-1]
-    blocks = [*(ps.restored_blocks or ()), *ps.id_blocks]
-    for block in blocks:
-        by_end.setdefault(block.end_ms, []).extend(block.ids)
-    for w in widest.windows.values():
-        if w.ids:
-            by_end.setdefault(w.start_ms + widest.width_ms, []).extend(w.ids)
     data: dict[str, Any] = {"max_ts_ms": ps.max_ts_ms, "wm_ms": ps.wm_ms, "lanes": lanes}
-    if by_end:
-        data["ids"] = [[end, id_runs(ids)] for end, ids in sorted(by_end.items())]
+    blocks = [*(ps.restored_blocks or ()), *ps.id_blocks]
+    if blocks:
+        data["ids"] = [[b.end_ms, _runs(b)] for b in blocks]
     return data
+
+
+def _runs(block: IdBlock) -> list[list[int]]:
+    """A closed window's ids as runs, encoded once (they no longer change)."""
+    if block.runs is None or block.runs_of != len(block.ids):
+        block.runs, block.runs_of = id_runs(block.ids), len(block.ids)
+    return block.runs
 
 
 def pair_state_json(ps: PairState) -> str:

@@ -112,12 +112,14 @@ class PairState:
 class IdBlock:
     """Trade ids counted in one window of the widest lane; `synced` of them are in `seen`."""
 
-    __slots__ = ("end_ms", "ids", "synced")
+    __slots__ = ("end_ms", "ids", "runs", "runs_of", "synced")
 
     def __init__(self, end_ms: int, ids: list[int], synced: int = 0) -> None:
         self.end_ms = end_ms
         self.ids = ids
         self.synced = synced
+        self.runs: list[list[int]] | None = None  # `ids` as runs, for checkpoints
+        self.runs_of = 0  # how many ids `runs` encodes
 
 
 def id_runs(ids: list[int]) -> list[list[int]]:

@@ -161,9 +161,17 @@ def test_after_restore_replayed_trades_count_again_but_new_repeats_do_not() -> N
     assert {**finals(before), **finals(out.candles)} == want
 
 
-def test_checkpoint_stores_sequential_ids_as_runs() -> None:
+def test_checkpoint_stores_closed_windows_sequential_ids_as_runs() -> None:
+    start = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
     builder = CandleBuilder([60], grace_ms=GRACE_MS)
     for i in range(1000):
-        builder.add(_trade(1_700_000_000_000 + i, 5_000 + i), 0, i)
+        builder.add(_trade(start + 10 * i, 5_000 + i), 0, i)
+    builder.add(_trade(start + 70_000, 6_000), 0, 1000)  # closes the first minute
     state = builder.checkpoint()[0].state
-    assert "[5000,5999]" in state and len(state) < 400
+    assert "[5000,5999]" in state and "6000" not in state and len(state) < 400
+    # a repeat of a closed minute's trade is a duplicate, not late, after a restart too
+    second = CandleBuilder([60], grace_ms=GRACE_MS)
+    second.restore(state, 0)
+    second.add(_trade(start + 70_000, 6_000), 0, 1000)  # replayed from the committed offset
+    second.add(_trade(start + 500, 5_050), 0, 1001)
+    assert second.drain().rejected == [] and second.n_duplicates == 1
