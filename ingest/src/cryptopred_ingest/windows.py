@@ -12,7 +12,8 @@ Rules, per pair and width:
 - Time bounds: a trade more than `max_future_ms` after the wall clock (`observe_clock`/`tick`)
   is rejected `future`; one more than `max_jump_ms` after its pair's event time is rejected
   `ahead` unless it is within `max_jump_ms` of the wall clock (a live pair back after an
-  outage). Old trades are never judged by the wall clock (replays of history go on).
+  outage). Old trades are never judged by the wall clock (replays of history go on). A pair's
+  first trade has no event time to compare with: only the wall clock bounds it.
 - One run of empty windows closes as at most `max_flat_candles` flat candles per width: the
   latest ones (right before the trade or watermark that ends the run); older ones are skipped.
 - Dedup: a trade whose (pair, trade_id) was already counted is dropped (`n_duplicates`); ids
@@ -29,8 +30,10 @@ offset that is safe to commit (the first trade of the oldest open window) and a 
 after a restart call `restore(state)` on a fresh builder and replay from the committed offset:
 finals are reproduced identically and windows finalized before the restart are not re-emitted.
 `checkpoint(with_pairs=False)` plus `changed_pairs()` give the same split in a partition part
-and one state per pair changed since the last call (`restore_pair` loads one back). Replayed
-trades (offset <= the restored `consumed`) are not deduplicated against the restored ids.
+and one state per pair changed since the last call (`restore_pair` loads one back). A pair's
+state keeps the ids of its closed windows still kept for dedup; open windows' ids come back
+with their replayed trades. Replayed trades (offset <= the restored `consumed`) are not
+deduplicated against the restored ids (they are the originals), later trades are.
 `evict_idle` drops idle pairs without open windows; `load_pair` brings one back on its next
 trade. Each pair's trades must come from one partition (topic key = pair).
 """
@@ -47,7 +50,10 @@ from cryptopred_ingest.windows_ids import ID_MARGIN_MS, forget_ids, is_duplicate
 from cryptopred_ingest.windows_state import NEVER, IdBlock, Lane, PairState, Window, set_due
 
 __all__ = [
+    "AHEAD",
+    "FUTURE",
     "ID_MARGIN_MS",
+    "LATE",
     "CandleBuilder",
     "Emitted",
     "PairCheckpoint",

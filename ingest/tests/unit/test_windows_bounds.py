@@ -175,3 +175,15 @@ def test_checkpoint_stores_closed_windows_sequential_ids_as_runs() -> None:
     second.add(_trade(start + 70_000, 6_000), 0, 1000)  # replayed from the committed offset
     second.add(_trade(start + 500, 5_050), 0, 1001)
     assert second.drain().rejected == [] and second.n_duplicates == 1
+
+
+def test_a_clock_observed_after_the_first_trades_still_bounds_the_pair() -> None:
+    builder = CandleBuilder([60], grace_ms=GRACE_MS)
+    builder.add(_trade(WALL_MS - 5_000, 1))
+    builder.add(_trade(WALL_MS - 4_000, 2))  # no wall clock yet: only the jump bounds these
+    builder.observe_clock(WALL_MS)
+    builder.add(_trade(WALL_MS + 3_600_000, 3))  # within a day of the pair, an hour ahead
+    builder.tick(WALL_MS + 7_200_000)
+    builder.add(_trade(WALL_MS + 3_600_000, 4))  # two hours later that hour is in the past
+    out = builder.drain()
+    assert [(r.trade.trade_id, r.reason.split(":")[0]) for r in out.rejected] == [(3, "future")]
