@@ -143,18 +143,17 @@ class CandleBuilder(PairStore):
         self.n_trades += 1
         ts = trade.ts_ms
         raw_id = trade.trade_id
-        if raw_id is not None:
-            if raw_id > ps.max_id:
-                ps.max_id = raw_id  # a new id (the usual case: ids grow), no lookup needed
-            elif is_duplicate(ps, raw_id, offset):
-                self.n_duplicates += 1
-                return
+        tid = -1 if raw_id is None else raw_id  # ids are >= 0
+        if tid > ps.max_id:
+            ps.max_id = tid  # a new id (the usual case: ids grow), no lookup needed
+        elif raw_id is not None and is_duplicate(ps, raw_id, offset):
+            self.n_duplicates += 1
+            return
         # cheap pre-check against bounds that may be stale (too low); _out_of_bounds decides
         if ts > ps.bound_ms and self._out_of_bounds(trade, ps, partition, offset):
             return
         price = trade.price
         qty = trade.qty
-        tid = -1 if raw_id is None else raw_id
         late: list[int] | None = None
         for lane in ps.lanes:
             start = ts - ts % lane.width_ms
