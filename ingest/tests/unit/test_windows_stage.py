@@ -258,3 +258,51 @@ def test_a_stale_source_watermark_does_not_hold_anything() -> None:
         stage.tick(now, out)
     stage.end_batch(now, out)
     assert [c.window_start_ms for c in candles_of(out) if c.final] == [t0]
+
+
+def test_a_watermark_is_applied_only_at_the_tick_after_the_one_that_read_it() -> None:
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
+    trades = [
+        Trade(
+            pair="BTC/USD",
+            price=5.0 + k % 3,
+            qty=1.0,
+            side="buy",
+            trade_id=k,
+            ts_ms=t0 + k * 1_000,
+            source="t",
+        )
+        for k in range(60)
+    ]
+    state = FakeState()
+    stuck = SourceWatermark(source="kraken", pair="BTC/USD", through_ms=t0 + 39_000, updated_ms=t0)
+    state.watermarks = [stuck]
+    stage = stage_of(state, (60,))
+    got: list[Candle] = []
+    dead: list[str] = []
+
+    def cycle(now: int, batch: list[Trade], offset: int) -> None:
+        out = Emit()
+        stage.handle_batch([message(t, offset + j) for j, t in enumerate(batch)], now, out)
+        stage.tick(now, out)
+        stage.end_batch(now, out)
+        got.extend(candles_of(out))
+        dead.extend(d.reason for d in out.dead)
+
+    cycle(t0 + 39_050, trades[:40], 0)  # the live feed, then silence
+    for now in range(t0 + 40_000, t0 + 70_000, 500):  # the hold keeps minute 0 open
+        state.watermarks = [msgspec.structs.replace(stuck, updated_ms=now)]
+        cycle(now, [], 40)
+    # the source has produced its repair and then moved its watermark; this cycle's consume
+    # did not get the repair yet, the next one does
+    state.watermarks = [
+        msgspec.structs.replace(stuck, through_ms=t0 + 70_600, updated_ms=t0 + 70_600)
+    ]
+    cycle(t0 + 70_600, [], 40)  # reads it (the last read was at t0 + 69.5 s)
+    assert not any(c.final for c in got)
+    cycle(t0 + 71_000, trades[40:], 40)
+    for now in range(t0 + 71_500, t0 + 80_000, 500):  # quiet, the source complete up to now
+        state.watermarks = [msgspec.structs.replace(stuck, through_ms=now, updated_ms=now)]
+        cycle(now, [], 60)
+    assert dead == []
+    assert finals(got) == finals(run(trades, [60]))
