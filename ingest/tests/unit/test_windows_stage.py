@@ -91,6 +91,7 @@ def test_a_cycle_with_20k_pairs_where_one_changed_writes_one_pair_row() -> None:
     (cp,) = out.rows[tables.STREAM_CHECKPOINTS]
     assert isinstance(cp, StreamCheckpoint) and cp.offset == 0  # the open windows' first trade
     assert json.loads(cp.state) == {"consumed": 20_000}
+    assert stage.counters()["pairs_in_memory"] == 20_000
 
 
 def _replay(

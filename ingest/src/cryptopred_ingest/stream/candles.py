@@ -11,9 +11,10 @@ written has been consumed by then (ticks happen only when the input is caught up
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
+import psycopg
 from confluent_kafka import Message
 
 from cryptopred import tables, topics
@@ -33,6 +34,7 @@ from cryptopred_ingest.windows import LATE, CandleBuilder
 __all__ = ["LATE", "CandleStage", "CandleState", "PostgresCandleState"]
 
 WATERMARK_READ_INTERVAL_MS = 1_000
+T = TypeVar("T")
 
 
 class CandleState(Protocol):
@@ -56,27 +58,42 @@ class CandleState(Protocol):
 
 
 class PostgresCandleState:
-    """CandleState in the pipeline's DB; one short connection per call."""
+    """CandleState in the pipeline's DB, on one autocommit connection (read-only queries;
+    evicted pairs coming back load one row each). A failed call drops the connection and
+    raises; the next call connects again."""
 
     def __init__(self, db_url: str, group_id: str) -> None:
         self.db_url = db_url
         self.group_id = group_id
+        self._conn: psycopg.Connection | None = None
+
+    def _run(self, query: Callable[[psycopg.Connection], T]) -> T:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.db_url, autocommit=True)
+        try:
+            return query(self._conn)
+        except Exception:
+            self._conn.close()
+            self._conn = None
+            raise
 
     def load_checkpoints(self, partitions: list[int]) -> dict[int, StreamCheckpoint]:
-        with connect(self.db_url) as conn:
-            return load_checkpoints(conn, self.group_id, topics.TRADES, partitions)
+        return self._run(lambda c: load_checkpoints(c, self.group_id, topics.TRADES, partitions))
 
     def load_pair_states(self, partitions: list[int]) -> list[StreamPairState]:
-        with connect(self.db_url) as conn:
-            return load_pair_states(conn, self.group_id, topics.TRADES, partitions)
+        return self._run(lambda c: load_pair_states(c, self.group_id, topics.TRADES, partitions))
 
     def load_pair_state(self, pair: str) -> StreamPairState | None:
-        with connect(self.db_url) as conn:
-            return load_pair_state(conn, self.group_id, topics.TRADES, pair)
+        return self._run(lambda c: load_pair_state(c, self.group_id, topics.TRADES, pair))
 
     def source_watermarks(self) -> Sequence[SourceWatermark]:
-        with connect(self.db_url) as conn:
-            return load_source_watermarks(conn)
+        return self._run(load_source_watermarks)
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class CandleStage(Stage):
@@ -246,6 +263,20 @@ class CandleStage(Stage):
 
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         return {(topics.TRADES, p): offset for p, (offset, _) in self._saved.items()}
+
+    def counters(self) -> dict[str, int]:
+        """The builder's counts since start, for status and metrics."""
+        b = self.builder
+        return {
+            "trades": b.n_trades,
+            "late": b.n_late,
+            "future": b.n_future,
+            "ahead": b.n_ahead,
+            "duplicates": b.n_duplicates,
+            "replayed": b.n_replayed,
+            "flat_skipped": b.n_flat_skipped,
+            "pairs_in_memory": len(b.pairs()),
+        }
 
     def last_event_ms(self) -> int | None:
         return self._last_event_ms
