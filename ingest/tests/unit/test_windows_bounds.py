@@ -7,6 +7,7 @@ import msgspec
 from cryptopred.records import Trade
 from cryptopred_ingest.testing.candle_cases import (
     GRACE_MS,
+    T0_MS,
     WIDTHS,
     finals,
     make_trades,
@@ -48,7 +49,11 @@ def test_trade_past_the_wall_clock_is_rejected_future_and_the_pair_goes_on() -> 
 
 
 def test_year_ahead_trade_in_a_2018_replay_is_rejected_ahead_and_the_replay_goes_on() -> None:
-    trades = make_trades(3000, seed=11)
+    may_2018_ms = 1_526_860_800_000
+    trades = [
+        msgspec.structs.replace(t, ts_ms=t.ts_ms - T0_MS + may_2018_ms)
+        for t in make_trades(3000, seed=11)
+    ]
     bad = msgspec.structs.replace(trades[1500], ts_ms=trades[1500].ts_ms + YEAR_MS)
     tape = [*trades[:1500], bad, *trades[1500:]]
     builder = CandleBuilder(WIDTHS, grace_ms=GRACE_MS, max_jump_ms=86_400_000)
