@@ -1,5 +1,8 @@
 """Micro-benchmark of the pure candle builder: trades/s for 1,000,000 synthetic trades, 8 pairs.
 
+Also the candle stage's cycle without a broker or DB (decode, add, candles, checkpoint rows),
+batches of 5,000 as the runner feeds it, the wall clock after every trade (a replay).
+
 Run: `.venv/bin/python benchmarks/bench_windows.py [n_trades]`.
 """
 
@@ -10,7 +13,9 @@ import time
 
 import numpy as np
 
-from cryptopred.records import Trade
+from cryptopred.pipeline.stage import Emit
+from cryptopred.records import Trade, encode
+from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.windows import CandleBuilder
 
 PAIRS = ("BTC/USD", "BTC/EUR", "ETH/USD", "ETH/EUR", "SOL/USD", "SOL/EUR", "XRP/USD", "XRP/EUR")
@@ -57,11 +62,48 @@ def run(trades: list[Trade], widths: list[int]) -> float:
     return rate
 
 
+class _Message:
+    """The part of a consumed Kafka message the candle stage's hot path reads."""
+
+    __slots__ = ("_offset", "_value")
+
+    def __init__(self, value: bytes, offset: int) -> None:
+        self._value, self._offset = value, offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def run_stage(trades: list[Trade], widths: list[int], batch: int = 5_000) -> float:
+    messages = [_Message(encode(t), i) for i, t in enumerate(trades)]
+    stage = CandleStage("postgresql://unused", "bench", widths, 5_000, 250)  # no DB call here
+    now_ms = trades[-1].ts_ms + 1_000
+    t0 = time.perf_counter()
+    n_rows = 0
+    for i in range(0, len(messages), batch):
+        out = Emit()
+        stage.handle_batch(messages[i : i + batch], now_ms, out)  # type: ignore[arg-type]
+        stage.end_batch(now_ms, out)
+        n_rows += len(out)
+        now_ms += 5
+    seconds = time.perf_counter() - t0
+    rate = len(trades) / seconds
+    print(f"stage widths={widths}: {rate:,.0f} trades/s ({seconds:.2f} s, {n_rows:,} out)")
+    return rate
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     trades = synthetic_trades(n)
     run(trades, [60])
     run(trades, [60, 300, 3600])
+    run_stage(trades, [60, 300, 3600])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import talib.stream as ts
 from cryptopred.records import INDICATOR_COLUMNS, Candle, IndicatorRow
 
 RESTORE_CANDLES = 2_000
+MAX_FLAT_CANDLES = 10_080  # a gap is filled with at most this many flat rows (the latest)
 
 # talib's stubs do not declare it; it is raised when open_and_fill gets too little history.
 InsufficientHistory: type[Exception] = talib.InsufficientHistory  # type: ignore[attr-defined]
@@ -257,8 +258,18 @@ def _row(candle: Candle, values: list[float | None]) -> IndicatorRow:
 class IndicatorEngine:
     """Turns candles (open and final, any pair and width) into `IndicatorRow`s."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_flat_candles: int = MAX_FLAT_CANDLES) -> None:
         self._series: dict[tuple[str, int], _Series] = {}
+        self.max_flat_candles = max_flat_candles
+
+    def _gap(self, last_end_ms: int, start_ms: int, width_ms: int) -> range:
+        """Starts of the missing windows to fill flat: at most the latest max_flat_candles."""
+        skipped = max(0, (start_ms - last_end_ms) // width_ms - self.max_flat_candles)
+        return range(last_end_ms + skipped * width_ms, start_ms, width_ms)
+
+    def drop(self, pair: str, candle_seconds: int) -> None:
+        """Forget one series (it is rebuilt with `restore` when needed again)."""
+        self._series.pop((pair, candle_seconds), None)
 
     def _get(self, candle: Candle) -> _Series:
         key = (candle.pair, candle.candle_seconds)
@@ -277,7 +288,7 @@ class IndicatorEngine:
         if candle.final:
             rows: list[IndicatorRow] = []
             if last is not None:
-                for start in range(last.window_end_ms, candle.window_start_ms, width_ms):
+                for start in self._gap(last.window_end_ms, candle.window_start_ms, width_ms):
                     gap = _flat(series.last or last, start, True)  # missing: flat, as upstream
                     rows.append(_row(gap, series.apply_final(gap)))
             rows.append(_row(candle, series.apply_final(candle)))
@@ -289,7 +300,7 @@ class IndicatorEngine:
         before: list[Candle] = []
         if last is not None:
             prev = last
-            for start in range(last.window_end_ms, candle.window_start_ms, width_ms):
+            for start in self._gap(last.window_end_ms, candle.window_start_ms, width_ms):
                 prev = series.pending.get(start) or _flat(prev, start, False)
                 before.append(prev)
         return [_row(candle, series.evaluate_open(candle, before))]

@@ -9,37 +9,76 @@ Rules, per pair and width:
 - Empty windows between trades close as flat candles at the previous close.
 - open = earliest trade by (ts_ms, trade_id), close = latest; volume and vwap use exact
   (`math.fsum`) sums, so final candles do not depend on arrival order within the grace.
+- Time bounds: a trade more than `max_future_ms` after the wall clock (`observe_clock`/`tick`)
+  is rejected `future`; one more than `max_jump_ms` after its pair's event time is rejected
+  `ahead` unless it is within `max_jump_ms` of the wall clock (a live pair back after an
+  outage). Old trades are never judged by the wall clock (replays of history go on). A pair's
+  first trade has no event time to compare with: only the wall clock bounds it.
+- One run of empty windows closes as at most `max_flat_candles` flat candles per width: the
+  latest ones (right before the trade or watermark that ends the run); older ones are skipped.
+- Dedup: a trade whose (pair, trade_id) was already counted is dropped (`n_duplicates`); ids
+  are kept until the widest window holding them closed plus `ID_MARGIN_MS` of event time.
+  Trades without an id are never deduplicated.
+- Holds: `set_holds({pair: through_ms})` keeps idle closing of a pair from estimating its
+  event time past `through_ms` (a live source still repairing a gap); trades close as usual.
 - Open candles (`final=False`) are emitted by `tick` only (the runner ticks when caught up, so a
   replay of history emits finals only), at most once per `open_emit_interval_ms` of wall time
   per (pair, width); each window's final candle exactly once (`final=True`).
 
 Offsets: pass each trade's Kafka (partition, offset). `checkpoint()` gives, per partition, the
-offset that is safe to commit (the first trade of the oldest open window) and a small JSON state;
+offset that is safe to commit (the first trade of the oldest open window) and a JSON state;
 after a restart call `restore(state)` on a fresh builder and replay from the committed offset:
 finals are reproduced identically and windows finalized before the restart are not re-emitted.
-Each pair's trades must come from one partition (topic key = pair).
+`checkpoint(with_pairs=False)` plus `changed_pairs()` give the same split in a partition part
+and one state per pair changed since the last call (`restore_pair` loads one back). A pair's
+state keeps the ids of its closed windows still kept for dedup; open windows' ids come back
+with their replayed trades. Replayed trades (offset <= the restored `consumed`) are not
+deduplicated against the restored ids (they are the originals), later trades are.
+`evict_idle` drops idle pairs without open windows; `load_pair` brings one back on its next
+trade. Each pair's trades must come from one partition (topic key = pair).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptopred.records import Candle, Trade, TradeWire
-from cryptopred_ingest.windows_state import NEVER, Lane, PairState, Window
+from cryptopred_ingest.windows_checkpoint import PairCheckpoint, PairStore, PartitionCheckpoint
+from cryptopred_ingest.windows_ids import ID_MARGIN_MS, forget_ids, is_duplicate, keep_id
+from cryptopred_ingest.windows_state import NEVER, IdBlock, Lane, PairState, Window, set_due
+
+__all__ = [
+    "AHEAD",
+    "FUTURE",
+    "ID_MARGIN_MS",
+    "LATE",
+    "CandleBuilder",
+    "Emitted",
+    "PairCheckpoint",
+    "PartitionCheckpoint",
+    "Rejected",
+]
 
 TradeLike = Trade | TradeWire
 
 DEFAULT_GRACE_MS = 5_000
 DEFAULT_OPEN_EMIT_INTERVAL_MS = 1_000
+DEFAULT_MAX_FUTURE_MS = 300_000
+DEFAULT_MAX_JUMP_MS = 86_400_000
+DEFAULT_MAX_FLAT_CANDLES = 10_080  # a week of minutes
+LATE = "late"
+FUTURE = "future"
+AHEAD = "ahead"
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A trade some width could not use; `candle_seconds` lists the widths that rejected it."""
+    """A trade some width could not use; `candle_seconds` lists the widths that rejected it.
+
+    `reason` is `late`, or `future: ...`/`ahead: ...` with the numbers that broke the bound.
+    """
 
     trade: TradeLike
     reason: str
@@ -56,15 +95,7 @@ class Emitted:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionCheckpoint:
-    """Commit `offset` (the next offset to read) together with `state` (JSON for `restore`)."""
-
-    offset: int
-    state: str
-
-
-class CandleBuilder:
+class CandleBuilder(PairStore):
     """Builds candles of every width from trades; call `add`, `tick`, then `drain`."""
 
     def __init__(
@@ -72,36 +103,57 @@ class CandleBuilder:
         candle_seconds: Iterable[int] = (60,),
         grace_ms: int = DEFAULT_GRACE_MS,
         open_emit_interval_ms: int = DEFAULT_OPEN_EMIT_INTERVAL_MS,
+        max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+        max_jump_ms: int = DEFAULT_MAX_JUMP_MS,
+        max_flat_candles: int = DEFAULT_MAX_FLAT_CANDLES,
     ) -> None:
         self.candle_seconds = tuple(sorted(set(candle_seconds)))
         if not self.candle_seconds or self.candle_seconds[0] <= 0:
             raise ValueError(f"candle_seconds must be positive, got {self.candle_seconds}")
         if grace_ms < 0 or open_emit_interval_ms < 0:
             raise ValueError("grace_ms and open_emit_interval_ms must be >= 0")
+        if max_future_ms < 0 or max_jump_ms < 0 or max_flat_candles < 0:
+            raise ValueError("max_future_ms, max_jump_ms and max_flat_candles must be >= 0")
+        super().__init__()
         self.grace_ms = grace_ms
         self.open_emit_interval_ms = open_emit_interval_ms
-        self._pairs: dict[str, PairState] = {}
-        self._consumed: dict[int, int] = {}
-        self._now_ms: int | None = None
+        self.max_future_ms = max_future_ms
+        self.max_jump_ms = max_jump_ms
+        self.max_flat_candles = max_flat_candles
+        self._widest_ms = self.candle_seconds[-1] * 1000
+        self._holds: dict[str, int] = {}
         self._out = Emitted()
         self.n_trades = 0
         self.n_late = 0
         self.n_replayed = 0
+        self.n_future = 0
+        self.n_ahead = 0
+        self.n_duplicates = 0
+        self.n_flat_skipped = 0
 
     # -- per trade -------------------------------------------------------------------------
     def add(self, trade: TradeLike, partition: int = 0, offset: int | None = None) -> None:
         """Take one trade; `offset` is its Kafka offset in `partition` (needed for checkpoints)."""
         ps = self._pairs.get(trade.pair)
         if ps is None:
-            ps = self._pairs[trade.pair] = PairState(trade.pair, self.candle_seconds)
+            ps = self._pair(trade.pair, partition, self._now_ms)
         ps.partition = partition
         if offset is not None:
             self._consumed[partition] = offset
         self.n_trades += 1
         ts = trade.ts_ms
+        raw_id = trade.trade_id
+        tid = -1 if raw_id is None else raw_id  # ids are >= 0
+        if tid > ps.max_id:
+            ps.max_id = tid  # a new id (the usual case: ids grow), no lookup needed
+        elif raw_id is not None and is_duplicate(ps, raw_id, offset):
+            self.n_duplicates += 1
+            return
+        # cheap pre-check against bounds that may be stale (too low); _out_of_bounds decides
+        if ts > ps.bound_ms and self._out_of_bounds(trade, ps, partition, offset):
+            return
         price = trade.price
         qty = trade.qty
-        tid = -1 if trade.trade_id is None else trade.trade_id
         late: list[int] | None = None
         for lane in ps.lanes:
             start = ts - ts % lane.width_ms
@@ -126,8 +178,13 @@ class CandleBuilder:
                 w.qtys.append(qty)  # sums (and the count) are taken when a candle is emitted
                 w.pvs.append(price * qty)
                 w.dirty = True
+        ps.changed = True
         if late is not None:
             self._reject(trade, ps, tuple(late), partition, offset)
+            if raw_id is not None and len(late) < len(ps.lanes):
+                keep_id(ps, raw_id, ts, self._widest_ms)  # counted by some widths
+        elif raw_id is not None:
+            w.ids.append(raw_id)  # type: ignore[union-attr]  # the widest lane's window
         if ts > ps.max_ts_ms:
             ps.max_ts_ms = ts
             ps.wall_ms = self._now_ms
@@ -155,24 +212,58 @@ class CandleBuilder:
         widths: tuple[int, ...],
         partition: int,
         off: int | None,
+        reason: str = LATE,
     ) -> None:
         if off is not None and ps.replay_until is not None and off <= ps.replay_until:
             self.n_replayed += 1  # seen before the restart: finalized or reported then
             return
-        self.n_late += 1
-        self._out.rejected.append(Rejected(trade, "late", widths, partition, off))
+        if reason == LATE:
+            self.n_late += 1
+        self._out.rejected.append(Rejected(trade, reason, widths, partition, off))
+
+    def _out_of_bounds(
+        self, trade: TradeLike, ps: PairState, partition: int, off: int | None
+    ) -> bool:
+        """Reject (and say so) a trade too far after the wall clock or its pair's event time."""
+        ts, now = trade.ts_ms, self._now_ms
+        # both bounds only grow (event time and the wall clock advance): refresh them; a pair's
+        # first trade sets no bound (the next trade is checked against its event time)
+        if ps.max_ts_ms != NEVER:
+            ps.bound_ms = ps.max_ts_ms + self.max_jump_ms
+            if now is not None:
+                ps.bound_ms = min(ps.bound_ms, now + self.max_future_ms)
+            if ts <= ps.bound_ms:
+                return False
+        if now is not None and ts - now > self.max_future_ms:
+            self.n_future += 1
+            reason = (
+                f"{FUTURE}: ts_ms {ts} is {(ts - now) / 1000:.0f} s after the wall clock "
+                f"(limit {self.max_future_ms / 1000:.0f} s)"
+            )
+        elif (
+            ps.max_ts_ms != NEVER
+            and ts - ps.max_ts_ms > self.max_jump_ms
+            and (now is None or now - ts > self.max_jump_ms)
+        ):
+            self.n_ahead += 1
+            reason = (
+                f"{AHEAD}: ts_ms {ts} is {(ts - ps.max_ts_ms) / 1000:.0f} s after the pair's "
+                f"event time {ps.max_ts_ms} (limit {self.max_jump_ms / 1000:.0f} s)"
+            )
+        else:
+            return False
+        self._reject(trade, ps, self.candle_seconds, partition, off, reason)
+        return True
 
     # -- closing ---------------------------------------------------------------------------
     def _close(self, ps: PairState) -> None:
         """Finalize every window (with trades or flat) whose end <= the pair's watermark."""
         for lane in ps.lanes:
             self._close_lane(ps, lane, ps.wm_ms)
-        self._set_due(ps)
-
-    @staticmethod
-    def _set_due(ps: PairState) -> None:
-        ends = [ln.next_close_ms + ln.width_ms for ln in ps.lanes if ln.next_close_ms is not None]
-        ps.due_ms = min(ends, default=-NEVER)
+        set_due(ps)
+        ps.changed = True
+        if ps.id_blocks or ps.restored_blocks:
+            forget_ids(ps)
 
     def _close_lane(self, ps: PairState, lane: Lane, wm: int) -> None:
         width = lane.width_ms
@@ -180,32 +271,49 @@ class CandleBuilder:
         if nxt is None:
             return
         out = self._out.candles
+        widest = lane is ps.lanes[-1]
         while nxt + width <= wm:
             w = lane.windows.pop(nxt, None)
+            lane.closed_any = True
             if w is not None:
                 out.append(self._candle(ps.name, lane, w, final=True))
                 lane.prev_close = w.close
-            elif lane.prev_close is not None:
-                p = lane.prev_close
-                out.append(
-                    Candle(
-                        pair=ps.name,
-                        candle_seconds=lane.candle_seconds,
-                        window_start_ms=nxt,
-                        window_end_ms=nxt + width,
-                        open=p,
-                        high=p,
-                        low=p,
-                        close=p,
-                        volume=0.0,
-                        vwap=p,
-                        n_trades=0,
-                        final=True,
-                    )
-                )
-            lane.closed_any = True
-            nxt += width
+                if widest and w.ids:
+                    ps.id_blocks.append(IdBlock(nxt + width, w.ids, w.ids_synced))
+                nxt += width
+                continue
+            # a run of empty windows, up to the next window with trades or the watermark
+            n_empty = (wm - nxt) // width
+            if lane.windows:
+                n_empty = min(n_empty, (min(lane.windows) - nxt) // width)
+            if n_empty > self.max_flat_candles:
+                skipped = n_empty - self.max_flat_candles
+                self.n_flat_skipped += skipped
+                nxt += skipped * width
+                n_empty = self.max_flat_candles
+            p = lane.prev_close
+            for _ in range(n_empty):
+                if p is not None:
+                    out.append(self._flat(ps.name, lane, nxt, p))
+                nxt += width
         lane.next_close_ms = nxt
+
+    @staticmethod
+    def _flat(pair: str, lane: Lane, start_ms: int, price: float) -> Candle:
+        return Candle(
+            pair=pair,
+            candle_seconds=lane.candle_seconds,
+            window_start_ms=start_ms,
+            window_end_ms=start_ms + lane.width_ms,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+            volume=0.0,
+            vwap=price,
+            n_trades=0,
+            final=True,
+        )
 
     @staticmethod
     def _candle(pair: str, lane: Lane, w: Window, final: bool) -> Candle:
@@ -235,6 +343,9 @@ class CandleBuilder:
         Idle closing (`tick`) measures how long a pair has been quiet from this time, so call
         it before each batch even while catching up, when `tick` is not called.
         """
+        if self._now_ms is None:  # bounds set without a clock: check against it from now on
+            for ps in self._pairs.values():
+                ps.bound_ms = NEVER
         self._now_ms = now_ms
 
     def tick(self, now_ms: int) -> None:
@@ -242,11 +353,16 @@ class CandleBuilder:
 
         Call it about once a second, and with the batch's wall time before adding a batch.
         """
-        self._now_ms = now_ms
+        self.observe_clock(now_ms)
+        holds = self._holds
         for ps in self._pairs.values():
             if ps.wall_ms is None:
                 continue
             est_ms = ps.max_ts_ms + max(0, now_ms - ps.wall_ms)
+            if holds:
+                through_ms = holds.get(ps.name)
+                if through_ms is not None and est_ms > through_ms:
+                    est_ms = max(through_ms, ps.max_ts_ms)  # the source is still repairing
             wm = est_ms - self.grace_ms
             if wm > ps.wm_ms:
                 ps.wm_ms = wm
@@ -269,63 +385,14 @@ class CandleBuilder:
                     end_ms = max(lane.windows) + lane.width_ms
                     ps.wm_ms = max(ps.wm_ms, end_ms)
                     self._close_lane(ps, lane, end_ms)
-            self._set_due(ps)
+            set_due(ps)
+            ps.changed = True
+
+    def set_holds(self, holds: dict[str, int]) -> None:
+        """Per pair, the event time idle closing may not estimate past (replaces the last)."""
+        self._holds = dict(holds)
 
     def drain(self) -> Emitted:
         """Candles (open and final, in emission order) and rejected trades since the last drain."""
         out, self._out = self._out, Emitted()
         return out
-
-    # -- offsets and restart ---------------------------------------------------------------
-    def checkpoint(self) -> dict[int, PartitionCheckpoint]:
-        """Per partition: the offset safe to commit and the state to persist with it."""
-        result: dict[int, PartitionCheckpoint] = {}
-        for partition, consumed in self._consumed.items():
-            safe = consumed + 1
-            pairs: dict[str, Any] = {}
-            for ps in self._pairs.values():
-                if ps.partition != partition:
-                    continue
-                lanes: dict[str, Any] = {}
-                for lane in ps.lanes:
-                    for w in lane.windows.values():
-                        if w.first_offset is not None and w.first_offset < safe:
-                            safe = w.first_offset
-                    lanes[str(lane.candle_seconds)] = [
-                        lane.next_close_ms,
-                        lane.prev_close,
-                        lane.closed_any,
-                    ]
-                pairs[ps.name] = {"max_ts_ms": ps.max_ts_ms, "wm_ms": ps.wm_ms, "lanes": lanes}
-            state = json.dumps({"consumed": consumed, "pairs": pairs}, separators=(",", ":"))
-            result[partition] = PartitionCheckpoint(safe, state)
-        return result
-
-    def safe_offsets(self) -> dict[int, int]:
-        """Per partition, the offset safe to commit (replaying from it loses no open window)."""
-        return {p: cp.offset for p, cp in self.checkpoint().items()}
-
-    def release(self, partition: int) -> None:
-        """Forget a revoked partition's pairs (after committing its checkpoint)."""
-        for name in [n for n, ps in self._pairs.items() if ps.partition == partition]:
-            del self._pairs[name]
-        self._consumed.pop(partition, None)
-
-    def restore(self, state: str, partition: int = 0) -> None:
-        """Load one partition's checkpoint state into a fresh builder, before replaying it."""
-        data = json.loads(state)
-        consumed = int(data["consumed"])
-        for name, pdata in data["pairs"].items():
-            ps = self._pairs[name] = PairState(name, self.candle_seconds)
-            ps.partition = partition
-            ps.replay_until = consumed
-            ps.max_ts_ms = int(pdata["max_ts_ms"])
-            ps.wm_ms = int(pdata["wm_ms"])
-            for lane in ps.lanes:
-                saved = pdata["lanes"].get(str(lane.candle_seconds))
-                if saved is None or saved[0] is None:
-                    continue
-                lane.next_close_ms = int(saved[0])
-                lane.prev_close = None if saved[1] is None else float(saved[1])
-                lane.closed_any = bool(saved[2])
-            self._set_due(ps)

@@ -17,6 +17,8 @@ class Window:
         "dirty",
         "first_offset",
         "high",
+        "ids",
+        "ids_synced",
         "low",
         "open",
         "open_id",
@@ -35,6 +37,8 @@ class Window:
         self.pvs = [price * qty]
         self.dirty = True
         self.first_offset: int | None = None
+        self.ids: list[int] = []  # trade ids counted (kept in the widest lane's windows only)
+        self.ids_synced = 0  # how many of `ids` are in the pair's `seen` set
 
 
 class Lane:
@@ -64,12 +68,20 @@ class PairState:
     """A pair: its lanes, event-time watermark and where it was read from."""
 
     __slots__ = (
+        "bound_ms",
+        "changed",
         "due_ms",
+        "id_blocks",
+        "idle_since_ms",
         "lanes",
+        "max_id",
         "max_ts_ms",
         "name",
         "partition",
         "replay_until",
+        "restored_blocks",
+        "safe_offset",
+        "seen",
         "wall_ms",
         "wm_ms",
     )
@@ -83,3 +95,51 @@ class PairState:
         self.wall_ms: int | None = None  # wall clock when max_ts_ms last advanced
         self.partition = 0
         self.replay_until: int | None = None  # offsets <= this were consumed before a restart
+        self.changed = True  # state differs from the last checkpointed one
+        self.safe_offset: int | None = None  # first offset of the oldest open window
+        self.idle_since_ms: int | None = None  # wall time of the last trade (or of loading)
+        # Trade ids counted, for dedup: blocks of the widest lane's windows (open or closed
+        # within the margin); `seen` holds them as a set, filled lazily from the blocks.
+        # trades after this are checked against the time bounds (a lower bound of them)
+        self.bound_ms = NEVER
+        self.max_id = -(2**63)
+        self.id_blocks: list[IdBlock] = []  # closed windows' blocks, oldest first
+        self.seen: set[int] = set()
+        # blocks from the checkpoint, kept apart (out of `seen`) until the replay has ended
+        self.restored_blocks: list[IdBlock] | None = None
+
+
+class IdBlock:
+    """Trade ids counted in one window of the widest lane; `synced` of them are in `seen`."""
+
+    __slots__ = ("end_ms", "ids", "runs", "runs_of", "synced")
+
+    def __init__(self, end_ms: int, ids: list[int], synced: int = 0) -> None:
+        self.end_ms = end_ms
+        self.ids = ids
+        self.synced = synced
+        self.runs: list[list[int]] | None = None  # `ids` as runs, for checkpoints
+        self.runs_of = 0  # how many ids `runs` encodes
+
+
+def id_runs(ids: list[int]) -> list[list[int]]:
+    """Ids as sorted, merged `[lo, hi]` runs (sequential ids give one run)."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i <= runs[-1][1] + 1:
+            if i > runs[-1][1]:
+                runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
+
+
+def expand_runs(runs: list[list[int]]) -> list[int]:
+    """The ids of `[lo, hi]` runs."""
+    return [i for lo, hi in runs for i in range(int(lo), int(hi) + 1)]
+
+
+def set_due(ps: PairState) -> None:
+    """Recompute the smallest end among the lanes' next windows to close."""
+    ends = [ln.next_close_ms + ln.width_ms for ln in ps.lanes if ln.next_close_ms is not None]
+    ps.due_ms = min(ends, default=-NEVER)

@@ -1,24 +1,105 @@
-"""The candle stage: `trades` → `candles`, with its builder state checkpointed in the DB."""
+"""The candle stage: `trades` → `candles`, with its builder state checkpointed in the DB.
+
+Each cycle writes the partition's row of `stream_checkpoints` (resume offset and `consumed`)
+and one row of `stream_pair_states` per pair whose state changed, in the same transaction.
+Pairs idle longer than `pair_idle_evict_s` with no open window leave memory; their row brings
+them back on their next trade. Live sources' rows in `source_watermarks` hold idle closing of
+their pairs at `through_ms` (rows older than `watermark_max_age_s` are ignored); a value read
+at one tick is applied at the next, so a repair produced just before its watermark row was
+written has been consumed by then (ticks happen only when the input is caught up).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import psycopg
 from confluent_kafka import Message
 
 from cryptopred import tables, topics
 from cryptopred.db import connect
-from cryptopred.db.rows import StreamCheckpoint
-from cryptopred.pipeline.checkpoints import load_checkpoints
+from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred.pipeline.checkpoints import (
+    load_checkpoints,
+    load_pair_state,
+    load_pair_states,
+    load_source_watermarks,
+)
 from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
-from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_ingest.windows import LATE, CandleBuilder
 
-LATE = "late"
+__all__ = ["LATE", "CandleStage", "CandleState", "PostgresCandleState"]
+
+WATERMARK_READ_INTERVAL_MS = 1_000
+T = TypeVar("T")
+
+
+class CandleState(Protocol):
+    """Where the candle stage keeps its state and reads source watermarks (the DB)."""
+
+    def load_checkpoints(self, partitions: list[int]) -> dict[int, StreamCheckpoint]:
+        """The partition rows of these partitions of `trades`."""
+        ...
+
+    def load_pair_states(self, partitions: list[int]) -> list[StreamPairState]:
+        """The pair rows of pairs read from these partitions."""
+        ...
+
+    def load_pair_state(self, pair: str) -> StreamPairState | None:
+        """One pair's row (an evicted pair trading again)."""
+        ...
+
+    def source_watermarks(self) -> Sequence[SourceWatermark]:
+        """Every live source's watermark row."""
+        ...
+
+
+class PostgresCandleState:
+    """CandleState in the pipeline's DB, on one autocommit connection (read-only queries;
+    evicted pairs coming back load one row each). A failed call drops the connection and
+    raises; the next call connects again."""
+
+    def __init__(self, db_url: str, group_id: str) -> None:
+        self.db_url = db_url
+        self.group_id = group_id
+        self._conn: psycopg.Connection | None = None
+
+    def _run(self, query: Callable[[psycopg.Connection], T]) -> T:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.db_url, autocommit=True)
+        try:
+            return query(self._conn)
+        except Exception:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    def load_checkpoints(self, partitions: list[int]) -> dict[int, StreamCheckpoint]:
+        return self._run(lambda c: load_checkpoints(c, self.group_id, topics.TRADES, partitions))
+
+    def load_pair_states(self, partitions: list[int]) -> list[StreamPairState]:
+        return self._run(lambda c: load_pair_states(c, self.group_id, topics.TRADES, partitions))
+
+    def load_pair_state(self, pair: str) -> StreamPairState | None:
+        return self._run(lambda c: load_pair_state(c, self.group_id, topics.TRADES, pair))
+
+    def source_watermarks(self) -> Sequence[SourceWatermark]:
+        return self._run(load_source_watermarks)
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class CandleStage(Stage):
     """Feeds trades to a CandleBuilder; ships its candles and saves (offset, state) per
-    partition with them, so a restarted actor resumes exactly where the last cycle ended."""
+    partition and changed pair with them, so a restarted actor resumes exactly where the last
+    cycle ended."""
 
     name = "candles"
     topics = (topics.TRADES,)
@@ -30,22 +111,54 @@ class CandleStage(Stage):
         candle_seconds: list[int],
         grace_ms: int,
         open_emit_interval_ms: int,
+        *,
+        max_future_s: int = 300,
+        max_jump_s: int = 86_400,
+        max_flat_candles: int = 10_080,
+        pair_idle_evict_s: int = 3_600,
+        watermark_max_age_s: int = 600,
+        state: CandleState | None = None,
     ) -> None:
         self.db_url = db_url
         self.group_id = group_id
-        self.builder = CandleBuilder(candle_seconds, grace_ms, open_emit_interval_ms)
+        self.state = state if state is not None else PostgresCandleState(db_url, group_id)
+        self.builder = CandleBuilder(
+            candle_seconds,
+            grace_ms,
+            open_emit_interval_ms,
+            max_future_ms=max_future_s * 1000,
+            max_jump_ms=max_jump_s * 1000,
+            max_flat_candles=max_flat_candles,
+        )
+        self.builder.load_pair = self._load_pair
+        self.pair_idle_evict_ms = pair_idle_evict_s * 1000
+        self.watermark_max_age_ms = watermark_max_age_s * 1000
+        self._evict_interval_ms = max(1_000, min(self.pair_idle_evict_ms // 10, 60_000))
         self._saved: dict[int, tuple[int, str]] = {}
         self._last_event_ms: int | None = None
         self._clock_ms = -1
+        self._holds_read_ms: int | None = None
+        self._pending_holds: dict[str, int] | None = None
+        self._evicted_ms: int | None = None
+
+    def _load_pair(self, pair: str) -> str | None:
+        row = self.state.load_pair_state(pair)
+        return None if row is None else row.state
 
     def assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], ResumePoint]:
         ids = [p for t, p in partitions if t == topics.TRADES]
-        with connect(self.db_url) as conn:
-            saved = load_checkpoints(conn, self.group_id, topics.TRADES, ids)
+        saved = self.state.load_checkpoints(ids)
+        pair_rows = self.state.load_pair_states(ids)
+        consumed: dict[int, int] = {}
         for partition, cp in saved.items():
             self.builder.release(partition)
-            self.builder.restore(cp.state, partition)
+            consumed[partition] = self.builder.restore(cp.state, partition)
             self._saved[partition] = (cp.offset, cp.state)
+        for row in pair_rows:
+            if row.partition in consumed:
+                self.builder.restore_pair(
+                    row.pair, row.partition, row.state, consumed[row.partition]
+                )
         return {
             (topics.TRADES, p): ResumePoint(cp.offset, cp.updated_ms) for p, cp in saved.items()
         }
@@ -91,15 +204,36 @@ class CandleStage(Stage):
     def tick(self, now_ms: int, out: Emit) -> None:
         # the runner ticks only when caught up, so a pair looks idle only when it really is
         self.builder.observe_clock(now_ms)
+        if self._pending_holds is not None:  # read at the previous tick: repairs are in by now
+            self.builder.set_holds(self._pending_holds)
+            self._pending_holds = None
+        if self._holds_read_ms is None or now_ms - self._holds_read_ms >= (
+            WATERMARK_READ_INTERVAL_MS
+        ):
+            self._pending_holds = self._holds(self.state.source_watermarks(), now_ms)
+            self._holds_read_ms = now_ms
         self.builder.tick(now_ms)
+
+    def _holds(self, rows: Sequence[SourceWatermark], now_ms: int) -> dict[str, int]:
+        """Per pair, the smallest `through_ms` among its sources' fresh watermark rows."""
+        holds: dict[str, int] = {}
+        for row in rows:
+            if now_ms - row.updated_ms > self.watermark_max_age_ms:
+                continue  # a dead source must not freeze its pairs' candles
+            holds[row.pair] = min(row.through_ms, holds.get(row.pair, row.through_ms))
+        return holds
 
     def end_batch(self, now_ms: int, out: Emit) -> None:
         emitted = self.builder.drain()
         for candle in emitted.candles:
             out.record(topics.CANDLES, candle.pair, candle)
         for rejected in emitted.rejected:
-            out.dead_letter(self.name, LATE, encode(rejected.trade), now_ms)
-        for partition, cp in self.builder.checkpoint().items():
+            out.dead_letter(self.name, rejected.reason, encode(rejected.trade), now_ms)
+        if self._evicted_ms is None or now_ms - self._evicted_ms >= self._evict_interval_ms:
+            # before this cycle's pair rows: only pairs saved by an earlier cycle are evicted
+            self.builder.evict_idle(now_ms, self.pair_idle_evict_ms)
+            self._evicted_ms = now_ms
+        for partition, cp in self.builder.checkpoint(with_pairs=False).items():
             if self._saved.get(partition) == (cp.offset, cp.state):
                 continue
             self._saved[partition] = (cp.offset, cp.state)
@@ -114,9 +248,35 @@ class CandleStage(Stage):
                     updated_ms=now_ms,
                 ),
             )
+        for pc in self.builder.changed_pairs():
+            out.row(
+                tables.STREAM_PAIR_STATES,
+                StreamPairState(
+                    group_id=self.group_id,
+                    topic=topics.TRADES,
+                    pair=pc.pair,
+                    partition=pc.partition,
+                    state=pc.state,
+                    updated_ms=now_ms,
+                ),
+            )
 
     def safe_offsets(self) -> dict[tuple[str, int], int]:
         return {(topics.TRADES, p): offset for p, (offset, _) in self._saved.items()}
+
+    def counters(self) -> dict[str, int]:
+        """The builder's counts since start, for status and metrics."""
+        b = self.builder
+        return {
+            "trades": b.n_trades,
+            "late": b.n_late,
+            "future": b.n_future,
+            "ahead": b.n_ahead,
+            "duplicates": b.n_duplicates,
+            "replayed": b.n_replayed,
+            "flat_skipped": b.n_flat_skipped,
+            "pairs_in_memory": len(b.pairs()),
+        }
 
     def last_event_ms(self) -> int | None:
         return self._last_event_ms

@@ -3,18 +3,41 @@
 Handles cannot be pickled, so the stage keeps its history in the DB instead: every final row it
 produces is also upserted into `technical_indicators` before its offsets are committed. After a
 restart each (pair, width) is rebuilt lazily from its last stored final rows with
-`open_and_fill`; replayed candles older than that history are skipped as stale.
+`open_and_fill`; replayed candles older than that history are skipped as stale. A series idle
+longer than `series_idle_evict_s` (wall time) is dropped and rebuilt the same way when seen.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from cryptopred import tables, topics
 from cryptopred.db import connect, fetch_all
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import Candle, IndicatorRow, field_names
-from cryptopred_ingest.indicators import RESTORE_CANDLES, IndicatorEngine
+from cryptopred_ingest.indicators import MAX_FLAT_CANDLES, RESTORE_CANDLES, IndicatorEngine
 
 _COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))
+
+#: (pair, candle_seconds, limit) -> the series' last `limit` final rows, newest first
+HistoryReader = Callable[[str, int, int], list[IndicatorRow]]
+
+
+def postgres_history(db_url: str) -> HistoryReader:
+    """A HistoryReader on `technical_indicators` in the pipeline's DB."""
+
+    def read(pair: str, candle_seconds: int, limit: int) -> list[IndicatorRow]:
+        with connect(db_url) as conn:
+            rows = fetch_all(
+                conn,
+                f"SELECT {_COLUMNS} FROM technical_indicators "
+                "WHERE pair = %s AND candle_seconds = %s AND final "
+                "ORDER BY window_start_ms DESC LIMIT %s",
+                (pair, candle_seconds, limit),
+            )
+        return [IndicatorRow(**r) for r in rows]
+
+    return read
 
 
 class IndicatorStage(Stage):
@@ -23,35 +46,41 @@ class IndicatorStage(Stage):
     name = "indicators"
     topics = (topics.CANDLES,)
 
-    def __init__(self, db_url: str, history: int = RESTORE_CANDLES) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        history: int = RESTORE_CANDLES,
+        *,
+        series_idle_evict_s: int = 3_600,
+        max_flat_candles: int = MAX_FLAT_CANDLES,
+        read_history: HistoryReader | None = None,
+    ) -> None:
         self.db_url = db_url
         self.history = history
-        self.engine = IndicatorEngine()
-        self._ready: set[tuple[str, int]] = set()
+        self.max_flat_candles = max_flat_candles
+        self.read_history = read_history if read_history is not None else postgres_history(db_url)
+        self.engine = IndicatorEngine(max_flat_candles)
+        self.series_idle_evict_ms = series_idle_evict_s * 1000
+        self._evict_interval_ms = max(1_000, min(self.series_idle_evict_ms // 10, 60_000))
+        self._evicted_ms: int | None = None
+        self._seen_ms: dict[tuple[str, int], int] = {}  # wall time a series last had a candle
         self._next: dict[tuple[str, int], int] = {}
         self._last_event_ms: int | None = None
 
     def _restore(self, pair: str, candle_seconds: int) -> None:
-        with connect(self.db_url) as conn:
-            rows = fetch_all(
-                conn,
-                f"SELECT {_COLUMNS} FROM technical_indicators "
-                "WHERE pair = %s AND candle_seconds = %s AND final "
-                "ORDER BY window_start_ms DESC LIMIT %s",
-                (pair, candle_seconds, self.history),
-            )
-        stored = [IndicatorRow(**r) for r in reversed(rows)]
+        stored = list(reversed(self.read_history(pair, candle_seconds, self.history)))
         if stored:
             self.engine.restore(stored, last_row=stored[-1])
-        self._ready.add((pair, candle_seconds))
 
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
         self._next[(message.topic, message.partition)] = message.offset + 1
         candle = self.decode_or_dead_letter(message, Candle, now_ms, out)
         if candle is None:
             return
-        if (candle.pair, candle.candle_seconds) not in self._ready:
+        key = (candle.pair, candle.candle_seconds)
+        if key not in self._seen_ms:
             self._restore(candle.pair, candle.candle_seconds)
+        self._seen_ms[key] = now_ms
         for row in self.engine.on_candle(candle):
             out.record(topics.TECHNICAL_INDICATORS, row.pair, row)
             if row.final:
@@ -59,10 +88,19 @@ class IndicatorStage(Stage):
         if self._last_event_ms is None or candle.window_end_ms > self._last_event_ms:
             self._last_event_ms = candle.window_end_ms
 
+    def end_batch(self, now_ms: int, out: Emit) -> None:
+        if self._evicted_ms is not None and now_ms - self._evicted_ms < self._evict_interval_ms:
+            return
+        self._evicted_ms = now_ms
+        idle = [k for k, t in self._seen_ms.items() if now_ms - t >= self.series_idle_evict_ms]
+        for pair, candle_seconds in idle:  # its final rows are in the DB: rebuilt when seen
+            self.engine.drop(pair, candle_seconds)
+            del self._seen_ms[(pair, candle_seconds)]
+
     def revoke(self, partitions: list[tuple[str, int]]) -> None:
         # series do not record their partition; rebuild all of them from the DB when next seen
-        self.engine = IndicatorEngine()
-        self._ready.clear()
+        self.engine = IndicatorEngine(self.max_flat_candles)
+        self._seen_ms.clear()
         for tp in partitions:
             self._next.pop(tp, None)
 

@@ -24,6 +24,37 @@ class StreamSettings(Settings):
     indicator_history: int = Field(
         2000, ge=100, description="final rows read back to rebuild indicator handles"
     )
+    trade_max_future_s: int = Field(
+        300,
+        ge=0,
+        description="trades further than this after the wall clock go to dlq (reason future)",
+    )
+    trade_max_jump_s: int = Field(
+        86_400,
+        ge=0,
+        description=(
+            "trades further than this after their pair's event time, and as far from the wall "
+            "clock, go to dlq (reason ahead)"
+        ),
+    )
+    max_flat_candles: int = Field(
+        10_080,
+        ge=0,
+        description="at most this many flat candles per width fill one gap (the latest kept)",
+    )
+    pair_idle_evict_s: int = Field(
+        3_600,
+        ge=1,
+        description=(
+            "pairs (candle stage) and series (indicator stage) idle this long (wall time) "
+            "leave memory; their state is read back from the DB when they trade again"
+        ),
+    )
+    source_watermark_max_age_s: int = Field(
+        600,
+        ge=1,
+        description="source_watermarks rows older than this no longer hold idle closing",
+    )
     actor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per stage actor")
     ray_namespace: str = Field("cryptopred", description="Ray namespace of the named actors")
     group_prefix: str = Field("cryptopred", description="prefix of consumer group ids")

@@ -24,11 +24,18 @@ def _candles(settings: StreamSettings) -> Stage:
         settings.candle_seconds,
         settings.grace_ms,
         settings.open_emit_interval_ms,
+        max_future_s=settings.trade_max_future_s,
+        max_jump_s=settings.trade_max_jump_s,
+        max_flat_candles=settings.max_flat_candles,
+        pair_idle_evict_s=settings.pair_idle_evict_s,
+        watermark_max_age_s=settings.source_watermark_max_age_s,
     )
 
 
 def _indicators(settings: StreamSettings) -> Stage:
-    return IndicatorStage(settings.db_url, settings.indicator_history)
+    return IndicatorStage(
+        settings.db_url, settings.indicator_history, series_idle_evict_s=settings.pair_idle_evict_s
+    )
 
 
 def _sink(settings: StreamSettings) -> Stage:
