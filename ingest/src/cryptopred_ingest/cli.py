@@ -106,13 +106,33 @@ def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bo
     console.print(f"actor {name!r} started")
     try:
         while follow:
-            done = ray.get(actor.wait.remote(5.0))
-            stats = ray.get(actor.stats.remote())
-            console.print(f"{name}: {stats}", markup=False)
+            try:
+                done = ray.get(actor.wait.remote(5.0))
+                stats = ray.get(actor.stats.remote())
+            except ray.exceptions.RayActorError as exc:  # it failed; Ray is restarting it
+                console.print(f"{name}: down ({type(exc).__name__}), Ray restarts it")
+                time.sleep(1.0)
+                continue
+            console.print(source_status_line(name, stats), markup=False)
             if done:
                 break
     except KeyboardInterrupt:
         console.print(f"stopping {name}: {ray.get(actor.stop.remote())}", markup=False)
+
+
+def source_status_line(name: str, stats: dict[str, Any]) -> str:
+    """One line of a source actor's status: counts, restarts and its last error if any."""
+    counts = " ".join(
+        f"{key}={stats[key]}"
+        for key in ("trades", "rejects", "reconnects", "gaps_repaired")
+        if key in stats
+    )
+    line = f"{name}: {counts} restarts={stats.get('restarts', 0)}"
+    if stats.get("done"):
+        line += " done"
+    if stats.get("last_error"):
+        line += f" last error: {str(stats['last_error']).splitlines()[0][:200]}"
+    return line
 
 
 @app.command()

@@ -22,7 +22,7 @@ def test_synthetic_source_as_named_ray_actor(broker, ray_session, unique):
     assert ray.get(actor.wait.remote(60.0)) is True
     stats = ray.get(ray.get_actor(name, namespace="cryptopred").stats.remote())
     expected = [t for b in generate([pair], 0.02, 11) for t in b.trades]
-    assert stats["error"] is None and stats["done"] is True
+    assert stats["last_error"] is None and stats["done"] is True
     assert stats["trades"] == len(expected) > 100 and stats["rejects"] == 0
     assert stats["metrics_trades"] == stats["trades"]  # all counted into ray.util.metrics
     deadline = time.monotonic() + 30
