@@ -172,3 +172,16 @@ def test_broker_calls_are_bounded_by_the_settings():
     assert consumer_config(defaults, "g")["max.poll.interval.ms"] == 300_000
     assert defaults.db_timeout_s == 10 and defaults.db_retry_max_s == 60
     assert defaults.fault_hooks is False
+
+
+def test_a_silent_broker_leaves_the_lag_as_it_was_instead_of_failing_the_stage():
+    class SilentBroker(FakeConsumer):
+        def assignment(self):
+            return [type("TP", (), {"topic": "in", "partition": 0})()]
+
+        def get_watermark_offsets(self, tp, timeout, cached):
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+    r = runner(SilentBroker(), FakeProducer())
+    r.stats.lag = {"in[0]": 5}
+    assert r.refresh_lag() == {"in[0]": 5}

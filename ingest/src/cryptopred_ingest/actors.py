@@ -7,6 +7,7 @@ when an actor is started, never at import time.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -113,6 +114,7 @@ class TradeSourceWorker:
             **self.read_stats(),
             **exported,
             "done": self.done.is_set(),
+            "pid": os.getpid(),
             "restarts": record.restarts,
             "last_error": record.last_error,
             "last_error_ms": record.last_error_ms,

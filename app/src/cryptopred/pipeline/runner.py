@@ -18,6 +18,7 @@ from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -247,10 +248,15 @@ class StageRunner:
         self.stats.commits += 1
 
     def refresh_lag(self) -> dict[str, int]:
-        """Records behind the high watermark, per topic-partition this member owns."""
+        """Records behind the high watermark, per topic-partition this member owns. A broker
+        that does not answer within 2 s leaves the previous figures (lag is only reported)."""
         lag = {}
         for tp in self.consumer.assignment():
-            _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            except KafkaException as exc:
+                log.info("%s: lag not refreshed: %s", self.stage.name, exc)
+                return self.stats.lag
             position = self.consumer.position([tp])[0].offset
             start = position if position >= 0 else self._committed.get((tp.topic, tp.partition), 0)
             lag[f"{tp.topic}[{tp.partition}]"] = max(int(high) - int(start), 0)
