@@ -165,3 +165,36 @@ def test_a_stage_that_raises_ends_its_process_and_ray_restarts_it(actor_settings
 
     wait_for(lambda: len(garbage_letters()) >= 1, timeout_s=120, interval_s=1.0)
     assert all(len(d.raw) <= 4096 for d in garbage_letters())
+
+    # a non-operational DB error (the sink's table renamed away) is not retried: the sink
+    # fails and restarts until the table is back, then stores every candle, none lost
+    series2 = make_trades("FLT/EUR", 10, 0.5, 20.0)
+    refs2 = {("FLT/EUR", w): reference_candles(series2, w) for w in WIDTHS}
+    sink_before = stats(s, "sink")
+    conn = connect(s.db_url, autocommit=True)
+    try:
+        conn.execute("ALTER TABLE candles RENAME TO candles_away")
+        try:
+            for t in [*series2, closing_trade(series2)]:
+                producer.produce(topics.TRADES, key=b"FLT/EUR", value=encode(t))
+            assert producer.flush(30) == 0
+            wait_for(
+                lambda: "UndefinedTable" in str(stats(s, "sink").get("last_error")),
+                timeout_s=120,
+                interval_s=0.5,
+            )
+            assert stats(s, "sink")["restarts"] > sink_before["restarts"]
+        finally:
+            conn.execute("ALTER TABLE candles_away RENAME TO candles")
+        wait_for(lambda: all_final(conn, refs2), timeout_s=180, interval_s=0.5)
+        for (pair, w), ref in refs2.items():
+            rows = fetch_all(
+                conn,
+                "SELECT * FROM candles WHERE pair = %s AND candle_seconds = %s "
+                "AND window_start_ms <= %s ORDER BY window_start_ms",
+                (pair, w, int(ref["window_start_ms"].iloc[-1])),
+            )
+            assert candle_tuples(rows) == reference_tuples(ref), (pair, w)
+    finally:
+        conn.close()
+    assert all(r.get("running") for r in pipeline_status(s))
