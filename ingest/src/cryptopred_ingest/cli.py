@@ -34,6 +34,9 @@ app = typer.Typer(help="Trade sources: live Kraken, REST backfill, file replay, 
 console = Console(stderr=True)
 
 FAST_PRODUCER: dict[str, Any] = {"linger.ms": 100, "batch.size": 1_000_000}
+#: calls in a row a followed source actor may fail (a restart answers the next one) before
+#: the follower decides the actor is gone
+FOLLOW_MAX_UNANSWERED = 60
 
 
 class Format(StrEnum):
@@ -104,12 +107,17 @@ def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bo
     ray.init(address=settings.ray_address, ignore_reinit_error=True, configure_logging=False)
     actor = start_source_actor(spec, settings, name)
     console.print(f"actor {name!r} started")
+    unanswered = 0
     try:
         while follow:
             try:
                 done = ray.get(actor.wait.remote(5.0))
                 stats = ray.get(actor.stats.remote())
+                unanswered = 0
             except ray.exceptions.RayActorError as exc:  # it failed; Ray is restarting it
+                unanswered += 1
+                if unanswered > FOLLOW_MAX_UNANSWERED:  # out of restarts: gone for good
+                    raise _fail(f"actor {name!r} is gone: {exc}", code=1) from None
                 console.print(f"{name}: down ({type(exc).__name__}), Ray restarts it")
                 time.sleep(1.0)
                 continue
