@@ -100,6 +100,7 @@ def test_killed_stage_actors_restart_and_tables_match_an_uninterrupted_run(
             timeout_s=120,
             interval_s=0.5,
         )
+        assert stats(s, stage)["restarts"] >= 1  # a kill counts as a restart too
 
     conn = connect(s.db_url, autocommit=True)
 
