@@ -140,10 +140,16 @@ def time_limit(conn: psycopg.Connection, timeout_s: float) -> Iterator[None]:
     """Bound the DB calls made on `conn` inside the block to `timeout_s` in all: past it the
     connection is cut and the block raises DbTimeoutError (the connection is then unusable)."""
     fired = threading.Event()
+    # held while cutting and while the block ends: once it has ended, the socket is never cut
+    # (its descriptor could by then belong to another connection)
+    lock = threading.Lock()
+    ended = False
 
     def cut() -> None:
-        fired.set()
-        _cut(conn)
+        with lock:
+            if not ended:
+                fired.set()
+                _cut(conn)
 
     timer = threading.Timer(timeout_s, cut)
     timer.daemon = True
@@ -155,6 +161,8 @@ def time_limit(conn: psycopg.Connection, timeout_s: float) -> Iterator[None]:
             raise DbTimeoutError(f"no answer from the DB within {timeout_s:g} s") from exc
         raise
     finally:
+        with lock:
+            ended = True
         timer.cancel()
 
 
