@@ -1,7 +1,12 @@
 """Stage and source actors' fault hook and status lines (no Ray)."""
 
+import threading
+
+import psycopg
 import pytest
 
+from cryptopred.supervision import Supervisor, read_record
+from cryptopred_ingest.actors import TradeSourceWorker
 from cryptopred_ingest.cli import source_status_line
 from cryptopred_ingest.stream.actors import FaultHooksDisabledError, StageWorker
 from cryptopred_ingest.stream.settings import StreamSettings
@@ -70,3 +75,55 @@ def test_source_status_line_shows_restarts_and_the_last_error():
         {"trades": 5, "rejects": 0, "restarts": 3, "last_error": "OSError: reset", "done": False},
     )
     assert line == "ingest-live: trades=5 rejects=0 restarts=3 last error: OSError: reset"
+
+
+class ProcessEndedError(Exception):
+    pass
+
+
+def end_process(code: int) -> None:
+    raise ProcessEndedError(code)
+
+
+class DictStore(dict):
+    def put(self, key, value):
+        self[key] = value
+
+
+def test_a_stage_that_raises_ends_its_process_with_the_error_recorded():
+    store = DictStore()
+    w = StageWorker.__new__(StageWorker)
+    w.settings = StreamSettings()
+    w.stage_name, w.replica, w.state, w.runner = "candles", 0, "starting", None
+    w.stop_event, w.done = threading.Event(), threading.Event()
+    w.supervisor = Supervisor(
+        "ns/stream-candles-0", store, restarted=False, exit_process=end_process
+    )
+
+    class Failing:
+        def run(self, stop):
+            raise psycopg.errors.UndefinedTable('relation "candles" does not exist')
+
+    w._build_runner = Failing  # type: ignore[method-assign]
+    with pytest.raises(ProcessEndedError) as ended:
+        w._run()
+    assert ended.value.args == (1,)
+    assert w.state == "failed" and w.done.is_set()
+    record = read_record(store, "ns/stream-candles-0")
+    assert record.last_error == 'UndefinedTable: relation "candles" does not exist'
+
+
+def test_a_source_that_raises_ends_its_process_with_the_error_recorded():
+    store = DictStore()
+    w = TradeSourceWorker.__new__(TradeSourceWorker)
+    w.name = "ingest-live"
+    w.stop_event, w.done = threading.Event(), threading.Event()
+    w.supervisor = Supervisor("ns/ingest-live", store, restarted=False, exit_process=end_process)
+
+    def run_source() -> None:
+        raise OSError("connection reset")
+
+    w.run_source = run_source
+    with pytest.raises(ProcessEndedError):
+        w._run()
+    assert read_record(store, "ns/ingest-live").last_error == "OSError: connection reset"
