@@ -22,6 +22,8 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 1_000_000,
         "compression.type": "none",
+        # a record the broker has not acknowledged within this time fails (delivery report)
+        "message.timeout.ms": settings.producer_timeout_ms,
     }
     config.update(overrides)
     return config
@@ -37,6 +39,10 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "enable.auto.offset.store": False,
         "session.timeout.ms": settings.consumer_session_timeout_ms,
         "heartbeat.interval.ms": max(settings.consumer_session_timeout_ms // 6, 500),
+        # a member that does not poll this long (e.g. stuck on the DB) leaves the group
+        "max.poll.interval.ms": max(
+            settings.consumer_max_poll_interval_ms, settings.consumer_session_timeout_ms
+        ),
         "partition.assignment.strategy": "range",
         # bigger fetches: a stage catching up reads at memory speed, not one round trip per MB
         "max.partition.fetch.bytes": 8 * 1024 * 1024,

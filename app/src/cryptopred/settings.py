@@ -102,6 +102,33 @@ class Settings(BaseSettings):
     # Kafka.
     topic_partitions: int = Field(2, ge=1, description="partitions of each topic created by up")
     consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer session")
+    consumer_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=10_000,
+        description="max.poll.interval.ms: a stage silent this long leaves its group and restarts",
+    )
+    producer_timeout_ms: int = Field(
+        30_000,
+        ge=1000,
+        description="message.timeout.ms: how long a record may wait for the broker before failing",
+    )
+    broker_retry_max_s: float = Field(
+        60.0, gt=0, description="how long a stage retries a retriable offset commit"
+    )
+
+    # Stage I/O and supervision.
+    db_timeout_s: float = Field(
+        10.0, gt=0, description="longest a stage's DB call may block before it is cut"
+    )
+    db_retry_max_s: float = Field(
+        60.0, gt=0, description="how long a stage retries DB calls while the DB is unreachable"
+    )
+    crash_backoff_max_s: float = Field(
+        30.0, ge=0, description="longest wait of a restarted actor after consecutive failures"
+    )
+    fault_hooks: bool = Field(
+        False, description="tests only: allow injecting faults into running stage actors"
+    )
 
     # Domain.
     pairs: Annotated[list[str], NoDecode] = Field(

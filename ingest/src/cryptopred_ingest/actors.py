@@ -7,11 +7,13 @@ when an actor is started, never at import time.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
 
 from cryptopred.kafka import make_producer
+from cryptopred.supervision import ray_supervisor
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec, build_runner
@@ -23,14 +25,29 @@ METRICS_EVERY_S = 1.0
 _METRICS = ("trades", "rejects", "reconnects", "gaps_repaired")
 
 
+def supervision_key(namespace: str, name: str) -> str:
+    """Key of a source actor's crash record (see `cryptopred.supervision`)."""
+    return f"{namespace}/{name}"
+
+
 class TradeSourceWorker:
-    """Runs one source in a thread from construction on, so a restarted actor starts again."""
+    """Runs one source in a thread from construction on, so a restarted actor starts again.
+
+    A failure of the source ends the actor's process (`Supervisor.fail`) so Ray restarts it;
+    a restarted actor first waits its crash-loop backoff.
+    """
 
     def __init__(self, spec: SourceSpec, settings_json: str) -> None:
+        import ray
         from ray.util import metrics
 
         self.spec = spec
         self.settings = IngestSettings.model_validate_json(settings_json)
+        context = ray.get_runtime_context()
+        self.name = context.get_actor_name() or f"ingest-{spec.kind}"
+        self.supervisor = ray_supervisor(
+            supervision_key(context.namespace, self.name), self.settings.crash_backoff_max_s
+        )
         self.stop_event = threading.Event()
         self.publisher = Publisher(
             make_producer(self.settings, **PRODUCER_OVERRIDES), stage=spec.stage
@@ -47,10 +64,15 @@ class TradeSourceWorker:
         }
         for counter in self._counters.values():
             counter.set_default_tags(tags)
+        self._restarts = metrics.Counter(
+            "cryptopred_ingest_restarts_total", "restarts of a trade source actor", ("source",)
+        )
+        self._restarts.set_default_tags(tags)
+        if self.supervisor.restarted:
+            self._restarts.inc(1)
         self._rate = metrics.Gauge("cryptopred_ingest_trades_per_s", "trades/s", ("source",))
         self._rate.set_default_tags(tags)
         self._reported = dict.fromkeys(_METRICS, 0)
-        self.error: str | None = None
         self.done = threading.Event()
         self.exported = threading.Event()
         threading.Thread(target=self._run, name="source", daemon=True).start()
@@ -58,10 +80,10 @@ class TradeSourceWorker:
 
     def _run(self) -> None:
         try:
-            self.run_source()
+            if self.supervisor.wait_backoff(self.stop_event):
+                self.run_source()
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("source %s failed", self.spec.kind)
+            self.supervisor.fail(f"source {self.name}", exc)
         finally:
             self.done.set()
 
@@ -69,6 +91,7 @@ class TradeSourceWorker:
         last_s = time.monotonic()
         while not self.done.wait(METRICS_EVERY_S):
             last_s = self._report(last_s)
+            self.supervisor.note_healthy()
         self._report(last_s)
         self.exported.set()
 
@@ -86,7 +109,16 @@ class TradeSourceWorker:
 
     def stats(self) -> dict[str, Any]:
         exported = {f"metrics_{name}": value for name, value in self._reported.items()}
-        return {**self.read_stats(), **exported, "done": self.done.is_set(), "error": self.error}
+        record = self.supervisor.record
+        return {
+            **self.read_stats(),
+            **exported,
+            "done": self.done.is_set(),
+            "pid": os.getpid(),
+            "restarts": record.restarts,
+            "last_error": record.last_error,
+            "last_error_ms": record.last_error_ms,
+        }
 
     def wait(self, timeout_s: float) -> bool:
         """True once the source has finished (replays and generators end; live does not)."""

@@ -34,6 +34,9 @@ app = typer.Typer(help="Trade sources: live Kraken, REST backfill, file replay, 
 console = Console(stderr=True)
 
 FAST_PRODUCER: dict[str, Any] = {"linger.ms": 100, "batch.size": 1_000_000}
+#: calls in a row a followed source actor may fail (a restart answers the next one) before
+#: the follower decides the actor is gone
+FOLLOW_MAX_UNANSWERED = 60
 
 
 class Format(StrEnum):
@@ -107,15 +110,40 @@ def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bo
     ray.init(address=settings.ray_address, ignore_reinit_error=True, configure_logging=False)
     actor = start_source_actor(spec, settings, name)
     console.print(f"actor {name!r} started")
+    unanswered = 0
     try:
         while follow:
-            done = ray.get(actor.wait.remote(5.0))
-            stats = ray.get(actor.stats.remote())
-            console.print(f"{name}: {stats}", markup=False)
+            try:
+                done = ray.get(actor.wait.remote(5.0))
+                stats = ray.get(actor.stats.remote())
+                unanswered = 0
+            except ray.exceptions.RayActorError as exc:  # it failed; Ray is restarting it
+                unanswered += 1
+                if unanswered > FOLLOW_MAX_UNANSWERED:  # out of restarts: gone for good
+                    raise _fail(f"actor {name!r} is gone: {exc}", code=1) from None
+                console.print(f"{name}: down ({type(exc).__name__}), Ray restarts it")
+                time.sleep(1.0)
+                continue
+            console.print(source_status_line(name, stats), markup=False)
             if done:
                 break
     except KeyboardInterrupt:
         console.print(f"stopping {name}: {ray.get(actor.stop.remote())}", markup=False)
+
+
+def source_status_line(name: str, stats: dict[str, Any]) -> str:
+    """One line of a source actor's status: counts, restarts and its last error if any."""
+    counts = " ".join(
+        f"{key}={stats[key]}"
+        for key in ("trades", "rejects", "reconnects", "gaps_repaired")
+        if key in stats
+    )
+    line = f"{name}: {counts} restarts={stats.get('restarts', 0)}"
+    if stats.get("done"):
+        line += " done"
+    if stats.get("last_error"):
+        line += f" last error: {str(stats['last_error']).splitlines()[0][:200]}"
+    return line
 
 
 @app.command()

@@ -74,22 +74,39 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
         raise typer.Exit(1)
 
 
+def _utc(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def print_status(rows: list[dict[str, Any]]) -> None:
+    """One line per actor; below it, its last error (with when) if it ever failed."""
     console.print(
-        f"{'actor':<22} {'consumed':>10} {'per s':>9} {'lag':>8} {'dead':>6}  last event (UTC)"
+        f"{'actor':<22} {'state':<9} {'restarts':>8} {'consumed':>10} {'per s':>9} {'lag':>8} "
+        f"{'dead':>6}  last event (UTC)",
+        soft_wrap=True,
     )
     for r in rows:
+        restarts = r.get("restarts", "-")
         if r.get("error") and "consumed" not in r:
-            console.print(f"{r['actor']:<22} [red]{escape(str(r['error']))}[/]")
-            continue
-        last = r.get("last_event_ms")
-        when = (
-            datetime.fromtimestamp(last / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-            if last
-            else "-"
-        )
-        console.print(
-            f"{r['actor']:<22} {r['consumed']:>10} {r['consumed_per_s']:>9.0f} "
-            f"{r['lag_total']:>8} {r['dead']:>6}  {when}",
-            markup=False,
-        )
+            console.print(
+                f"{r['actor']:<22} {'down':<9} {restarts:>8} [red]{escape(str(r['error']))}[/]",
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"{r['actor']:<22} {r.get('state', '-'):<9} {restarts:>8} {r['consumed']:>10} "
+                f"{r['consumed_per_s']:>9.0f} {r['lag_total']:>8} {r['dead']:>6}  "
+                f"{_utc(r.get('last_event_ms'))}",
+                markup=False,
+                soft_wrap=True,
+            )
+        if r.get("last_error"):
+            console.print(
+                f"{'':<22} last error at {_utc(r.get('last_error_ms'))}: "
+                f"{str(r['last_error']).splitlines()[0][:200]}",
+                markup=False,
+                style="red",
+                soft_wrap=True,
+            )

@@ -132,7 +132,7 @@ def test_a_db_outage_is_retried_and_offsets_wait_for_the_db(broker, unique, tmp_
         assert producer.flush(30) == 0
 
         stop = threading.Event()
-        writer = DbWriter(pg.address, "postgres", retry_initial_s=0.2, retry_max_s=0.5, stop=stop)
+        writer = DbWriter(pg.address, "postgres", retry_initial_s=0.2, retry_max_s=120, stop=stop)
         runner = StageRunner(
             s, SinkStage({topic: (Candle, "candles")}), f"sink-{unique}", writer=writer
         )

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import tenacity
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -28,6 +30,7 @@ from cryptopred.pipeline.resume import ResumePoint, stale_reason
 from cryptopred.pipeline.stage import Emit, Stage
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.records import encode
+from cryptopred.retry import broker_retrying
 from cryptopred.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ _PAST_THE_END = (
 
 class DeliveryError(Exception):
     """The broker refused a produced record; the cycle's offsets are not committed."""
+
+
+class InjectedFaultError(Exception):
+    """A fault injected by a test (`StageRunner.inject_fault`), raised like a stage's own bug."""
 
 
 @dataclass
@@ -89,6 +96,8 @@ class StageRunner:
         poll_timeout_s: float = 0.02,
         tick_interval_ms: int = 200,
         consumer_overrides: dict[str, Any] | None = None,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
     ) -> None:
         self.settings = settings
         self.stage = stage
@@ -98,14 +107,19 @@ class StageRunner:
         self.tick_interval_ms = tick_interval_ms
         self.group_id = group_id
         self.stats = RunnerStats()
-        self.consumer: Consumer = make_consumer(settings, group_id, **(consumer_overrides or {}))
+        self.consumer: Consumer = consumer or make_consumer(
+            settings, group_id, **(consumer_overrides or {})
+        )
         # a delivery report (a Python callback) only for a failed record, not for every record
-        self.producer: Producer = make_producer(
+        self.producer: Producer = producer or make_producer(
             settings, **{"linger.ms": 5, "delivery.report.only.error": True}
         )
+        # a record is either acknowledged or failed within message.timeout.ms; wait a bit longer
+        self.flush_timeout_s = settings.producer_timeout_ms / 1000 + 5
         self._committed: dict[tuple[str, int], int] = {}
         self._last_tick_ms = 0
         self._delivery_errors: list[str] = []
+        self._fault: str | None = None
         self.consumer.subscribe(
             list(stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -153,8 +167,15 @@ class StageRunner:
         if err is not None:
             self._delivery_errors.append(str(err))
 
+    def inject_fault(self, message: str) -> None:
+        """Tests only: the next cycle raises InjectedFaultError(message) in the stage thread."""
+        self._fault = message
+
     def step(self, now_ms: int | None = None) -> int:
         """One cycle; returns how many messages were consumed."""
+        if self._fault is not None:
+            message, self._fault = self._fault, None
+            raise InjectedFaultError(message)
         messages = self.consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
         clock_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         out = Emit()
@@ -184,7 +205,7 @@ class StageRunner:
             log.warning("%s dead letter: %s", dead.stage, dead.reason)
             self._produce(topics.DLQ, dead.stage.encode(), encode(dead))
         if out.records or out.dead:
-            remaining = self.producer.flush(30)
+            remaining = self.producer.flush(self.flush_timeout_s)
             if remaining or self._delivery_errors:
                 errors, self._delivery_errors = self._delivery_errors, []
                 raise DeliveryError(f"{remaining} records unacknowledged; errors: {errors[:3]}")
@@ -194,12 +215,19 @@ class StageRunner:
             self.stats.rows += self.writer.write(out.rows)
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        """Queue one record; while the local queue is full, serve delivery reports until it
+        drains (every queued record is acknowledged or failed within message.timeout.ms)."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(BufferError),
+            wait=tenacity.wait_none(),
+            stop=tenacity.stop_after_delay(self.flush_timeout_s),
+            before_sleep=self._serve_delivery_reports,
+            reraise=True,
+        )
+        retrying(self.producer.produce, topic, value=value, key=key, on_delivery=self._on_delivery)
+
+    def _serve_delivery_reports(self, _state: tenacity.RetryCallState) -> None:
+        self.producer.poll(0.05)
 
     def _commit(self) -> None:
         safe = self.stage.safe_offsets()
@@ -210,16 +238,25 @@ class StageRunner:
         ]
         if not advanced:
             return
-        self.consumer.commit(offsets=advanced, asynchronous=False)
+        # a retriable broker error is retried; anything else (e.g. the member was thrown out
+        # of its group after max.poll.interval.ms) fails the stage, which then restarts
+        broker_retrying("offset commit", self.settings.broker_retry_max_s)(
+            self.consumer.commit, offsets=advanced, asynchronous=False
+        )
         for tp in advanced:
             self._committed[(tp.topic, tp.partition)] = tp.offset
         self.stats.commits += 1
 
     def refresh_lag(self) -> dict[str, int]:
-        """Records behind the high watermark, per topic-partition this member owns."""
+        """Records behind the high watermark, per topic-partition this member owns. A broker
+        that does not answer within 2 s leaves the previous figures (lag is only reported)."""
         lag = {}
         for tp in self.consumer.assignment():
-            _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            except KafkaException as exc:
+                log.info("%s: lag not refreshed: %s", self.stage.name, exc)
+                return self.stats.lag
             position = self.consumer.position([tp])[0].offset
             start = position if position >= 0 else self._committed.get((tp.topic, tp.partition), 0)
             lag[f"{tp.topic}[{tp.partition}]"] = max(int(high) - int(start), 0)
@@ -227,19 +264,20 @@ class StageRunner:
         return lag
 
     def run(self, stop: threading.Event, lag_every_s: float = 2.0) -> None:
-        """Cycle until `stop` is set, then close the consumer (leaving the group)."""
+        """Cycle until `stop` is set, then close the consumer (leaving the group).
+
+        An error propagates without the graceful close (which could block on the failed broker
+        or DB): the caller fails the stage and its process ends."""
         next_lag = 0.0
-        try:
-            while not stop.is_set():
-                self.step()
-                if time.monotonic() >= next_lag:
-                    self.refresh_lag()
-                    next_lag = time.monotonic() + lag_every_s
-        finally:
-            self.close()
+        while not stop.is_set():
+            self.step()
+            if time.monotonic() >= next_lag:
+                self.refresh_lag()
+                next_lag = time.monotonic() + lag_every_s
+        self.close()
 
     def close(self) -> None:
-        self.producer.flush(10)
+        self.producer.flush(self.flush_timeout_s)
         self.consumer.close()
         if self.writer is not None:
             self.writer.close()

@@ -1,9 +1,7 @@
-"""Batched, transactional DB writes that survive a DB outage: retried with backoff, never lost."""
+"""Batched, transactional DB writes through the stage retry policy (`cryptopred.retry`)."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,73 +9,76 @@ from collections.abc import Callable
 import msgspec
 import psycopg
 
-from cryptopred.db import connect, upsert
+from cryptopred.db import upsert
+from cryptopred.retry import DB_BACKOFF_INITIAL_S, DbCalls, StoppedError
+from cryptopred.settings import Settings
 
-log = logging.getLogger(__name__)
 
-
-class WriterStoppedError(Exception):
+class WriterStoppedError(StoppedError):
     """The writer was asked to stop while the DB was unreachable; nothing was committed."""
 
 
 class DbWriter:
-    """Upserts a batch of rows per table in one transaction, reconnecting on failure."""
+    """Upserts a batch of rows per table in one transaction. An unreachable or silent DB is
+    retried for at most `retry_max_s` (each call cut after `timeout_s`); any other error, or
+    an outage longer than that, is raised so that the stage fails and restarts."""
 
     def __init__(
         self,
         url: str,
         dialect: str,
         *,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 10.0,
+        timeout_s: float = 10.0,
+        retry_max_s: float = 60.0,
+        retry_initial_s: float = DB_BACKOFF_INITIAL_S,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.url = url
         self.dialect = dialect
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
-        self.stop = stop or threading.Event()
-        self.sleep = sleep
-        self.retries = 0
+        self.db = DbCalls(
+            url,
+            timeout_s=timeout_s,
+            retry_max_s=retry_max_s,
+            stop=stop,
+            sleep=sleep,
+            backoff_initial_s=retry_initial_s,
+        )
         self.rows_written = 0
-        self._conn: psycopg.Connection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, stop: threading.Event | None = None) -> DbWriter:
+        """A writer bounded by `db_timeout_s` and `db_retry_max_s`."""
+        return cls(
+            settings.db_url,
+            settings.db_dialect,
+            timeout_s=settings.db_timeout_s,
+            retry_max_s=settings.db_retry_max_s,
+            stop=stop,
+        )
+
+    @property
+    def retries(self) -> int:
+        return self.db.retries
 
     def write(self, rows: dict[str, list[msgspec.Struct]]) -> int:
-        """Commit every row or raise WriterStoppedError; returns the number of rows sent."""
+        """Commit every row (or raise); returns the number of rows sent."""
         if not any(rows.values()):
             return 0
-        backoff_s = self.retry_initial_s
-        while True:
-            try:
-                conn = self._connection()
-                count = sum(
-                    upsert(conn, table, batch, self.dialect, commit=False)
-                    for table, batch in rows.items()
-                )
-                conn.commit()
-                self.rows_written += count
-                return count
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._drop_connection()
-                self.retries += 1
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                log.warning("db write failed (%s); retrying in %.1f s", first, backoff_s)
-                if self.stop.is_set():
-                    raise WriterStoppedError("stopped while the DB was unreachable") from None
-                self.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self.retry_max_s)
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.url, timeout_s=5)
-        return self._conn
+        def transaction(conn: psycopg.Connection) -> int:
+            count = sum(
+                upsert(conn, table, batch, self.dialect, commit=False)
+                for table, batch in rows.items()
+            )
+            conn.commit()
+            return count
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
+        try:
+            count = self.db.run("db write", transaction)
+        except StoppedError as exc:
+            raise WriterStoppedError(str(exc)) from exc.__cause__
+        self.rows_written += count
+        return count
 
     def close(self) -> None:
-        self._drop_connection()
+        self.db.close()

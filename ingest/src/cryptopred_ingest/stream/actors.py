@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred.pipeline.runner import StageRunner
+from cryptopred.pipeline.runner import RunnerStats, StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.raycluster import prepare_ray_auth
+from cryptopred.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
@@ -29,55 +30,95 @@ def actor_name(stage: str, replica: int) -> str:
     return f"stream-{stage}-{replica}"
 
 
+def supervision_key(settings: StreamSettings, stage: str, replica: int) -> str:
+    """Key of a stage actor's crash record (see `cryptopred.supervision`)."""
+    return f"{settings.ray_namespace}/{actor_name(stage, replica)}"
+
+
+class FaultHooksDisabledError(PermissionError):
+    """A fault was injected while the `fault_hooks` setting is off."""
+
+
 class StageWorker:
-    """Holds one stage and its runner; exports `cryptopred_stream_*` metrics."""
+    """Holds one stage and its runner; exports `cryptopred_stream_*` metrics.
+
+    A failure of the stage ends the actor's process (`Supervisor.fail`), so Ray restarts it;
+    a restarted actor first waits its crash-loop backoff, then builds its runner afresh.
+    """
 
     def __init__(self, stage: str, replica: int, settings_json: str) -> None:
         self.settings = StreamSettings.model_validate_json(settings_json)
         self.stage_name = stage
         self.replica = replica
         self.stop_event = threading.Event()
+        self.supervisor = ray_supervisor(
+            supervision_key(self.settings, stage, replica), self.settings.crash_backoff_max_s
+        )
+        self.runner: StageRunner | None = None
+        self.state = "backoff" if self.supervisor.backoff_s() > 0 else "starting"
+        self.done = threading.Event()
+        self._metrics = _StageMetrics(stage)
+        if self.supervisor.restarted:
+            self._metrics.restarts.inc(1)
+        threading.Thread(target=self._run, name=f"stage-{stage}", daemon=True).start()
+        threading.Thread(target=self._export, name="metrics", daemon=True).start()
+
+    def _build_runner(self) -> StageRunner:
         writer = (
-            DbWriter(self.settings.db_url, self.settings.db_dialect, stop=self.stop_event)
-            if uses_db(stage)
+            DbWriter.from_settings(self.settings, stop=self.stop_event)
+            if uses_db(self.stage_name)
             else None
         )
-        self.runner = StageRunner(
+        return StageRunner(
             self.settings,
-            build_stage(stage, self.settings),
-            group_id(self.settings, stage),
+            build_stage(self.stage_name, self.settings),
+            group_id(self.settings, self.stage_name),
             writer=writer,
             batch_size=self.settings.stream_batch_size,
             tick_interval_ms=self.settings.tick_interval_ms,
         )
-        self.error: str | None = None
-        self.done = threading.Event()
-        self._metrics = _StageMetrics(stage)
-        threading.Thread(target=self._run, name=f"stage-{stage}", daemon=True).start()
-        threading.Thread(target=self._export, name="metrics", daemon=True).start()
 
     def _run(self) -> None:
         try:
-            self.runner.run(self.stop_event)
+            if self.supervisor.wait_backoff(self.stop_event):
+                self.runner = self._build_runner()
+                self.state = "running"
+                self.runner.run(self.stop_event)
+            self.state = "stopped"
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("stage %s failed", self.stage_name)
-            raise SystemExit(1) from exc  # let Ray restart the actor
+            self.state = "failed"
+            self.supervisor.fail(f"stage {actor_name(self.stage_name, self.replica)}", exc)
         finally:
             self.done.set()
 
     def _export(self) -> None:
         while not self.done.wait(METRICS_EVERY_S):
-            self._metrics.report(self.runner.stats.as_dict())
+            if self.runner is not None:
+                self._metrics.report(self.runner.stats.as_dict())
+                self.supervisor.note_healthy()
+
+    def inject_fault(self, message: str) -> None:
+        """Tests only (setting `fault_hooks`): the running stage raises `message` at its next
+        cycle, inside the stage thread, as a bug of its own would."""
+        if not self.settings.fault_hooks:
+            raise FaultHooksDisabledError("fault hooks are off (CRYPTOPRED_FAULT_HOOKS)")
+        if self.runner is None:
+            raise RuntimeError(f"stage {self.stage_name} is not running yet ({self.state})")
+        self.runner.inject_fault(message)
 
     def stats(self) -> dict[str, Any]:
-        out = self.runner.stats.as_dict()
+        out = (self.runner.stats if self.runner is not None else RunnerStats()).as_dict()
+        record = self.supervisor.record
         out.update(
             stage=self.stage_name,
             replica=self.replica,
-            error=self.error,
+            state=self.state,
             running=not self.done.is_set(),
             pid=os.getpid(),
+            restarts=record.restarts,
+            last_error=record.last_error,
+            last_error_ms=record.last_error_ms,
+            error=None,
         )
         return out
 
@@ -104,6 +145,10 @@ class _StageMetrics:
         }
         for counter in self.counters.values():
             counter.set_default_tags(tags)
+        self.restarts = metrics.Counter(
+            "cryptopred_stream_restarts_total", "restarts of a stage actor", ("stage",)
+        )
+        self.restarts.set_default_tags(tags)
         self.lag = metrics.Gauge("cryptopred_stream_lag", "records behind, per stage", ("stage",))
         self.lag.set_default_tags(tags)
         self.event = metrics.Gauge(
@@ -179,14 +224,23 @@ def _find(settings: StreamSettings) -> list[tuple[str, Any]]:
 
 
 def pipeline_status(settings: StreamSettings, timeout_s: float = 10) -> list[dict[str, Any]]:
-    """Per actor: lag, rates, last event time (or the error that prevents an answer)."""
+    """Per actor: lag, rates, last event time, restarts and last error (or the error that
+    prevents an answer)."""
     ray = connect_ray(settings)
     out = []
     for name, handle in _find(settings):
         try:
             stats = ray.get(handle.stats.remote(), timeout=timeout_s)
         except Exception as exc:
-            stats = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0], "running": False}
+            # down or restarting: its crash record still tells restarts and the last error
+            record = crash_record(f"{settings.ray_namespace}/{name}")
+            stats = {
+                "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                "running": False,
+                "restarts": record.restarts,
+                "last_error": record.last_error,
+                "last_error_ms": record.last_error_ms,
+            }
         out.append({"actor": name, **stats})
     return out
 
