@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from cryptopred.kafka import ensure_topics, make_producer
+from cryptopred.kafka import ensure_topics
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred.topics import DLQ, TRADES
 from cryptopred_ingest.cli import FAST_PRODUCER
-from cryptopred_ingest.publish import Publisher
+from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.runner import pump
 from cryptopred_ingest.sources.kraken_csv import CsvTrades
 
@@ -79,7 +79,7 @@ def main() -> None:
         broker.start()
         try:
             ensure_topics(settings, [TRADES, DLQ])
-            publisher = Publisher(make_producer(settings, **FAST_PRODUCER), stage="bench-replay")
+            publisher = make_publisher(settings, "bench-replay", **FAST_PRODUCER)
             start_s = time.perf_counter()
             pump(CsvTrades(csv_path, "BTC/USD", columnar=True).batches(), publisher)
             elapsed_s = time.perf_counter() - start_s

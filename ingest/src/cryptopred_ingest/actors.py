@@ -12,9 +12,8 @@ import threading
 import time
 from typing import Any
 
-from cryptopred.kafka import make_producer
 from cryptopred.supervision import ray_supervisor
-from cryptopred_ingest.publish import Publisher
+from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec, build_runner
 
@@ -49,9 +48,7 @@ class TradeSourceWorker:
             supervision_key(context.namespace, self.name), self.settings.crash_backoff_max_s
         )
         self.stop_event = threading.Event()
-        self.publisher = Publisher(
-            make_producer(self.settings, **PRODUCER_OVERRIDES), stage=spec.stage
-        )
+        self.publisher = make_publisher(self.settings, spec.stage, **PRODUCER_OVERRIDES)
         self.run_source, self.read_stats = build_runner(
             spec, self.settings, self.publisher, self.stop_event
         )

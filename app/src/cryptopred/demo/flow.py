@@ -162,10 +162,9 @@ class Demo:
         ray.kill(earlier)
 
     def _backfill(self, now_ms: int, days: float) -> None:
-        from cryptopred.kafka import make_producer
         from cryptopred_ingest.actors import PRODUCER_OVERRIDES
         from cryptopred_ingest.backfill import CursorStore, backfill, client_from_settings
-        from cryptopred_ingest.publish import Publisher
+        from cryptopred_ingest.publish import make_publisher
         from cryptopred_ingest.sources.kraken_rest import rest_pair
 
         probe = (
@@ -180,10 +179,7 @@ class Demo:
             )
         since_ns = (now_ms - int(days * 86_400_000)) * 1_000_000
         self.say(f"Kraken REST backfill of the last {days:g} days (resumable) ...")
-        publisher = Publisher(
-            make_producer(self.ingest, **PRODUCER_OVERRIDES),
-            stage="ingest-backfill",
-        )
+        publisher = make_publisher(self.ingest, "ingest-backfill", **PRODUCER_OVERRIDES)
         store = CursorStore(self.ingest.data_dir.resolve() / "demo-backfill")
         try:
             counts = backfill(

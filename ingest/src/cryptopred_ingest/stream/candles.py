@@ -18,7 +18,6 @@ import psycopg
 from confluent_kafka import Message
 
 from cryptopred import tables, topics
-from cryptopred.db import connect
 from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
 from cryptopred.pipeline.checkpoints import (
     load_checkpoints,
@@ -29,6 +28,7 @@ from cryptopred.pipeline.checkpoints import (
 from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
+from cryptopred.retry import DbCalls
 from cryptopred_ingest.windows import LATE, CandleBuilder
 
 __all__ = ["LATE", "CandleStage", "CandleState", "PostgresCandleState"]
@@ -58,42 +58,47 @@ class CandleState(Protocol):
 
 
 class PostgresCandleState:
-    """CandleState in the pipeline's DB, on one autocommit connection (read-only queries;
-    evicted pairs coming back load one row each). A failed call drops the connection and
-    raises; the next call connects again."""
+    """CandleState in the pipeline's DB through the stage's DbCalls: each read is bounded by
+    `db_timeout_s`, retried by the DB retry policy, and ends its transaction (no lock is held
+    between cycles)."""
 
-    def __init__(self, db_url: str, group_id: str) -> None:
-        self.db_url = db_url
+    def __init__(self, db: DbCalls, group_id: str) -> None:
+        self.db = db
         self.group_id = group_id
-        self._conn: psycopg.Connection | None = None
 
-    def _run(self, query: Callable[[psycopg.Connection], T]) -> T:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.db_url, autocommit=True)
-        try:
-            return query(self._conn)
-        except Exception:
-            self._conn.close()
-            self._conn = None
-            raise
+    def _run(self, what: str, query: Callable[[psycopg.Connection], T]) -> T:
+        def read(conn: psycopg.Connection) -> T:
+            try:
+                return query(conn)
+            finally:
+                conn.rollback()
+
+        return self.db.run(what, read)
 
     def load_checkpoints(self, partitions: list[int]) -> dict[int, StreamCheckpoint]:
-        return self._run(lambda c: load_checkpoints(c, self.group_id, topics.TRADES, partitions))
+        return self._run(
+            "load candle checkpoints",
+            lambda c: load_checkpoints(c, self.group_id, topics.TRADES, partitions),
+        )
 
     def load_pair_states(self, partitions: list[int]) -> list[StreamPairState]:
-        return self._run(lambda c: load_pair_states(c, self.group_id, topics.TRADES, partitions))
+        return self._run(
+            "load pair states",
+            lambda c: load_pair_states(c, self.group_id, topics.TRADES, partitions),
+        )
 
     def load_pair_state(self, pair: str) -> StreamPairState | None:
-        return self._run(lambda c: load_pair_state(c, self.group_id, topics.TRADES, pair))
+        return self._run(
+            f"load the state of {pair}",
+            lambda c: load_pair_state(c, self.group_id, topics.TRADES, pair),
+        )
 
     def source_watermarks(self) -> Sequence[SourceWatermark]:
-        return self._run(load_source_watermarks)
+        return self._run("read source watermarks", load_source_watermarks)
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.db.close()
 
 
 class CandleStage(Stage):
@@ -121,7 +126,7 @@ class CandleStage(Stage):
     ) -> None:
         self.db_url = db_url
         self.group_id = group_id
-        self.state = state if state is not None else PostgresCandleState(db_url, group_id)
+        self.state = state if state is not None else PostgresCandleState(DbCalls(db_url), group_id)
         self.builder = CandleBuilder(
             candle_seconds,
             grace_ms,

@@ -10,11 +10,15 @@ longer than `series_idle_evict_s` (wall time) is dropped and rebuilt the same wa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 from cryptopred import tables, topics
-from cryptopred.db import connect, fetch_all
+from cryptopred.db import fetch_all
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import Candle, IndicatorRow, field_names
+from cryptopred.retry import DbCalls
 from cryptopred_ingest.indicators import MAX_FLAT_CANDLES, RESTORE_CANDLES, IndicatorEngine
 
 _COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))
@@ -23,18 +27,24 @@ _COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))
 HistoryReader = Callable[[str, int, int], list[IndicatorRow]]
 
 
-def postgres_history(db_url: str) -> HistoryReader:
-    """A HistoryReader on `technical_indicators` in the pipeline's DB."""
+def postgres_history(db: DbCalls) -> HistoryReader:
+    """A HistoryReader on `technical_indicators` in the pipeline's DB, through the stage's
+    DbCalls (bounded by `db_timeout_s`, retried by the DB retry policy)."""
 
     def read(pair: str, candle_seconds: int, limit: int) -> list[IndicatorRow]:
-        with connect(db_url) as conn:
-            rows = fetch_all(
-                conn,
-                f"SELECT {_COLUMNS} FROM technical_indicators "
-                "WHERE pair = %s AND candle_seconds = %s AND final "
-                "ORDER BY window_start_ms DESC LIMIT %s",
-                (pair, candle_seconds, limit),
-            )
+        def query(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            try:
+                return fetch_all(
+                    conn,
+                    f"SELECT {_COLUMNS} FROM technical_indicators "
+                    "WHERE pair = %s AND candle_seconds = %s AND final "
+                    "ORDER BY window_start_ms DESC LIMIT %s",
+                    (pair, candle_seconds, limit),
+                )
+            finally:
+                conn.rollback()
+
+        rows = db.run(f"read the indicator history of {pair} {candle_seconds} s", query)
         return [IndicatorRow(**r) for r in rows]
 
     return read
@@ -58,7 +68,9 @@ class IndicatorStage(Stage):
         self.db_url = db_url
         self.history = history
         self.max_flat_candles = max_flat_candles
-        self.read_history = read_history if read_history is not None else postgres_history(db_url)
+        self.read_history = (
+            read_history if read_history is not None else postgres_history(DbCalls(db_url))
+        )
         self.engine = IndicatorEngine(max_flat_candles)
         self.series_idle_evict_ms = series_idle_evict_s * 1000
         self._evict_interval_ms = max(1_000, min(self.series_idle_evict_ms // 10, 60_000))

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from cryptopred import topics
 from cryptopred.pipeline.stage import Stage
-from cryptopred_ingest.stream.candles import CandleStage
-from cryptopred_ingest.stream.indicator_stage import IndicatorStage
+from cryptopred.retry import DbCalls
+from cryptopred_ingest.stream.candles import CandleStage, PostgresCandleState
+from cryptopred_ingest.stream.indicator_stage import IndicatorStage, postgres_history
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.sink import SinkStage
 
@@ -29,12 +30,16 @@ def _candles(settings: StreamSettings) -> Stage:
         max_flat_candles=settings.max_flat_candles,
         pair_idle_evict_s=settings.pair_idle_evict_s,
         watermark_max_age_s=settings.source_watermark_max_age_s,
+        state=PostgresCandleState(DbCalls.from_settings(settings), group_id(settings, "candles")),
     )
 
 
 def _indicators(settings: StreamSettings) -> Stage:
     return IndicatorStage(
-        settings.db_url, settings.indicator_history, series_idle_evict_s=settings.pair_idle_evict_s
+        settings.db_url,
+        settings.indicator_history,
+        series_idle_evict_s=settings.pair_idle_evict_s,
+        read_history=postgres_history(DbCalls.from_settings(settings)),
     )
 
 
