@@ -319,7 +319,10 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
     `raw` holds at most DEAD_LETTER_RAW_MAX_BYTES of the payload (UTF-8, invalid bytes
     replaced); `raw_bytes` and `raw_sha256` describe the whole payload. Build one with
-    `dead_letter`, which bounds it.
+    `dead_letter`, which bounds it. A stage's letter names the record's place (`topic`,
+    `partition`, `offset`; None for a source's reject): letters are produced at least once (a
+    stage that fails before committing replays and sends them again), so readers deduplicate
+    by that place.
     """
 
     stage: str
@@ -328,6 +331,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
     raw_bytes: int = 0
     raw_sha256: str = ""
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
 
     def __post_init__(self) -> None:
         if not self.stage or not self.reason:
@@ -336,8 +342,15 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
             raise RecordError(f"raw: longer than {DEAD_LETTER_RAW_MAX_BYTES}; use dead_letter()")
 
 
-def dead_letter(stage: str, reason: str, raw: bytes | str, ts_ms: int) -> DeadLetter:
-    """A DeadLetter with a bounded prefix of `raw`, its full size and its SHA-256."""
+def dead_letter(
+    stage: str,
+    reason: str,
+    raw: bytes | str,
+    ts_ms: int,
+    place: tuple[str, int, int | None] | None = None,
+) -> DeadLetter:
+    """A DeadLetter with a bounded prefix of `raw`, its full size and its SHA-256; `place` is
+    the (topic, partition, offset) the record was read from, when a stage read it."""
     data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else bytes(raw)
     # at most one character per byte, so the prefix fits the bound
     text = data[:DEAD_LETTER_RAW_MAX_BYTES].decode("utf-8", errors="replace")
@@ -348,6 +361,9 @@ def dead_letter(stage: str, reason: str, raw: bytes | str, ts_ms: int) -> DeadLe
         ts_ms=ts_ms,
         raw_bytes=len(data),
         raw_sha256=hashlib.sha256(data).hexdigest(),
+        topic=None if place is None else place[0],
+        partition=None if place is None else place[1],
+        offset=None if place is None else place[2],
     )
 
 

@@ -124,6 +124,7 @@ class CandleBuilder(PairStore):
         self._holds: dict[str, int] = {}
         self._out = Emitted()
         self.n_trades = 0
+        self.max_ts_ms = NEVER  # the latest event time of an accepted trade
         self.n_late = 0
         self.n_replayed = 0
         self.n_future = 0
@@ -188,6 +189,8 @@ class CandleBuilder(PairStore):
         if ts > ps.max_ts_ms:
             ps.max_ts_ms = ts
             ps.wall_ms = self._now_ms
+            if ts > self.max_ts_ms:
+                self.max_ts_ms = ts
             wm = ts - self.grace_ms
             if wm > ps.wm_ms:
                 ps.wm_ms = wm

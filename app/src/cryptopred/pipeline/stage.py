@@ -42,8 +42,16 @@ class Emit:
     def row(self, table: str, row: msgspec.Struct) -> None:
         self.rows.setdefault(table, []).append(row)
 
-    def dead_letter(self, stage: str, reason: str, raw: bytes, now_ms: int) -> None:
-        self.dead.append(dead_letter(stage, reason, raw, now_ms))
+    def dead_letter(
+        self,
+        stage: str,
+        reason: str,
+        raw: bytes,
+        now_ms: int,
+        place: tuple[str, int, int | None] | None = None,
+    ) -> None:
+        """A dead letter for `raw`, read from `place` (topic, partition, offset)."""
+        self.dead.append(dead_letter(stage, reason, raw, now_ms, place))
 
     def __len__(self) -> int:
         return len(self.records) + sum(len(r) for r in self.rows.values()) + len(self.dead)
@@ -66,7 +74,13 @@ class Stage(ABC):
         try:
             return decode(message.value, kind)
         except RecordError as exc:
-            out.dead_letter(self.name, f"{prefix}{exc.reason}", message.value, now_ms)
+            out.dead_letter(
+                self.name,
+                f"{prefix}{exc.reason}",
+                message.value,
+                now_ms,
+                (message.topic, message.partition, message.offset),
+            )
             return None
 
     def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:

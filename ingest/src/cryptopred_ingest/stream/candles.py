@@ -30,6 +30,7 @@ from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
 from cryptopred.retry import DbCalls
 from cryptopred_ingest.windows import LATE, CandleBuilder
+from cryptopred_ingest.windows_state import NEVER
 
 __all__ = ["LATE", "CandleStage", "CandleState", "PostgresCandleState"]
 
@@ -140,7 +141,6 @@ class CandleStage(Stage):
         self.watermark_max_age_ms = watermark_max_age_s * 1000
         self._evict_interval_ms = max(1_000, min(self.pair_idle_evict_ms // 10, 60_000))
         self._saved: dict[int, tuple[int, str]] = {}
-        self._last_event_ms: int | None = None
         self._clock_ms = -1
         self._holds_read_ms: int | None = None
         self._pending_holds: dict[str, int] | None = None
@@ -180,11 +180,10 @@ class CandleStage(Stage):
         try:
             trade = decode(message.value, Trade)
         except RecordError as exc:
-            out.dead_letter(self.name, exc.reason, message.value, now_ms)
+            place = (message.topic, message.partition, message.offset)
+            out.dead_letter(self.name, exc.reason, message.value, now_ms, place)
             return
         self.builder.add(trade, message.partition, message.offset)
-        if self._last_event_ms is None or trade.ts_ms > self._last_event_ms:
-            self._last_event_ms = trade.ts_ms
 
     def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:
         """The hot path: decode with the C-validated wire type and add, no per-message objects."""
@@ -192,18 +191,15 @@ class CandleStage(Stage):
             self.builder.observe_clock(now_ms)
             self._clock_ms = now_ms
         add = self.builder.add
-        last = self._last_event_ms or 0
         for msg in messages:
             value = msg.value() or b""
             try:
                 trade = decode_trade_wire(value)
             except RecordError as exc:
-                out.dead_letter(self.name, exc.reason, value, now_ms)
+                place = (topics.TRADES, msg.partition() or 0, msg.offset())
+                out.dead_letter(self.name, exc.reason, value, now_ms, place)
                 continue
             add(trade, msg.partition() or 0, msg.offset())
-            if trade.ts_ms > last:
-                last = trade.ts_ms
-        self._last_event_ms = last or None
         return len(messages)
 
     def tick(self, now_ms: int, out: Emit) -> None:
@@ -233,7 +229,8 @@ class CandleStage(Stage):
         for candle in emitted.candles:
             out.record(topics.CANDLES, candle.pair, candle)
         for rejected in emitted.rejected:
-            out.dead_letter(self.name, rejected.reason, encode(rejected.trade), now_ms)
+            place = (topics.TRADES, rejected.partition, rejected.offset)
+            out.dead_letter(self.name, rejected.reason, encode(rejected.trade), now_ms, place)
         if self._evicted_ms is None or now_ms - self._evicted_ms >= self._evict_interval_ms:
             # before this cycle's pair rows: only pairs saved by an earlier cycle are evicted
             self.builder.evict_idle(now_ms, self.pair_idle_evict_ms)
@@ -284,4 +281,6 @@ class CandleStage(Stage):
         }
 
     def last_event_ms(self) -> int | None:
-        return self._last_event_ms
+        """Event time of the latest trade counted (a rejected one does not count)."""
+        latest = self.builder.max_ts_ms
+        return None if latest == NEVER else latest

@@ -8,7 +8,8 @@ forced disconnect), "silence" (no more frames, socket kept open) or "idle" (hear
 Indices between one segment's end and the next one's start, and those in `ws_drop`, are never
 sent on the WS: only REST has them. With `ws_pause_s`, the WS sends nothing at all that long
 where the `ws_drop` stretch starts (a stall), and no frames for the dropped stretch. REST
-serves the tape up to what has happened (played or dropped), paginated, and answers every
+serves the tape up to what has happened (played or dropped; with `rest_by_time`, every trade
+dated up to now), paginated, and answers every
 `rate_limit_every`-th call with a 429 or a rate-limit error.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +80,7 @@ class FakeKraken:
     page_size: int = 25
     rate_limit_every: int = 3
     extra_messages: list[str] = field(default_factory=list)
+    rest_by_time: bool = False  # REST has every trade dated up to now (a tape dated from now)
     connections: int = 0
     rest_calls: int = 0
     rest_limited: int = 0
@@ -218,7 +221,11 @@ class FakeKraken:
         if pair is None:
             return 200, {"error": ["EQuery:Unknown asset pair"], "result": {}}
         since_ns = int(query.get("since", ["0"])[0])
-        visible = [t for t in self.tape[: self.horizon] if t.ts_ns > since_ns]
+        if self.rest_by_time:  # the exchange's record: every trade that happened by now
+            now_ns = time.time_ns()
+            visible = [t for t in self.tape if since_ns < t.ts_ns <= now_ns]
+        else:
+            visible = [t for t in self.tape[: self.horizon] if t.ts_ns > since_ns]
         page = visible[: self.page_size]
         rows = [
             [f"{t.price:.5f}", f"{t.qty:.8f}", t.ts_ns / 1e9, t.side[0], "l", "", t.trade_id]

@@ -91,12 +91,20 @@ class LiveFeed:
         self.rng = np.random.default_rng(seed)
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        # the feed's own producer outlives a paused broker (default message timeout: 5 min)
-        self.producer = make_producer(settings, **{"linger.ms": 5})
+        # the feed outlives a paused broker: its records wait up to 5 min, and a record that
+        # still fails is counted (the clean run would then not be what the stages saw)
+        self.failed: list[str] = []
+        patient = {"message.timeout.ms": 300_000, "on_delivery": self._on_delivery}
+        self.producer = make_producer(settings, **{"linger.ms": 5, **patient})
         self.big_producer = make_producer(
-            settings, **{"message.max.bytes": BIG_RECORD_BYTES + 65_536, "linger.ms": 0}
+            settings,
+            **{"message.max.bytes": BIG_RECORD_BYTES + 65_536, "linger.ms": 0, **patient},
         )
         self.thread = threading.Thread(target=self._run, name="soak-feed", daemon=True)
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
 
     def produce(self, trade: Trade) -> None:
         with self.lock:
@@ -145,8 +153,10 @@ class LiveFeed:
         """Wait until every record was acknowledged."""
         for producer in (self.producer, self.big_producer):
             left = producer.flush(timeout_s)
-            if left:
-                raise AssertionError(f"the soak feed could not deliver {left} records")
+            if left or self.failed:
+                raise AssertionError(
+                    f"the soak feed could not deliver {left} records; failed: {self.failed[:3]}"
+                )
 
     # -- bad input --------------------------------------------------------------------------
     def inject_duplicates(self, pair: str, count: int) -> None:
@@ -207,10 +217,13 @@ def paused(pid: int) -> Iterator[None]:
 
 
 def postgres_pid(settings: Settings) -> int:
+    """The postmaster's pid: the parent of this connection's backend."""
     with connect(settings.db_url, autocommit=True) as conn:
-        row = conn.execute("SELECT pg_postmaster_pid()").fetchone()
-    assert row is not None
-    return int(row[0])
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        parent = psutil.Process(int(row[0])).parent()
+    assert parent is not None
+    return parent.pid
 
 
 def stage_stats(settings: Any, stage: str) -> dict[str, Any]:
