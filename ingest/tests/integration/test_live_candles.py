@@ -34,12 +34,14 @@ STEP_MS = 100  # played in real time: 5 trades every 0.5 s
 WIDTH_S = 10
 GRACE_MS = 1000
 SILENT_FROM = 120  # the first connection goes silent after this index (12 s)
-RESUME_AT = 160  # the second one, silent 2.5 s after its ack, resumes here: the id jump
-# The second connection's ack (about 14 s after the start) repairs what REST has by then
-# (trades up to ~15.3 s of tape time); trades 153..159 come only with the id jump at ~16.6 s.
-# A window boundary just after trade 160 puts them in a window that idle closing, without
-# the source's hold, would finalise at ~16 s: before their repair.
-BOUNDARY_AFTER_START_MS = RESUME_AT * STEP_MS + 50
+WATCHDOG_S = 3.0
+RESUME_AT = 180  # the second one, silent 2.5 s after its ack, resumes here: an id jump
+# The second connection's ack (about 15 s after the start) repairs what REST has by then,
+# trades up to ~16.2 s of tape time; the ones after come only with the id jump at ~17.6 s
+# (trade 180 is dated ~0.8 s before it is sent, as live trades are).
+# A window boundary at 17.05 s puts some of them in a window that idle closing, without the
+# source's hold, would finalise at ~17 s: before their repair.
+BOUNDARY_AFTER_START_MS = 17_050
 
 
 @pytest.fixture
@@ -131,7 +133,7 @@ def test_a_stall_through_a_reconnect_leaves_the_candles_exact(private_broker, un
         kraken_rest_url=fake.rest_url,
         backoff_initial_s=0.05,
         backoff_max_s=0.2,
-        watchdog_s=2.0,
+        watchdog_s=WATCHDOG_S,
         rest_min_interval_s=0,
         rest_page_size=fake.page_size,
         watermark_interval_s=0.2,
