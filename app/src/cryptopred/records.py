@@ -131,6 +131,26 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _validate_candle(self)
 
+    @classmethod
+    def flat(
+        cls, pair: str, candle_seconds: int, window_start_ms: int, price: float, final: bool = True
+    ) -> Candle:
+        """A window without trades: open, high, low, close and vwap at `price`, no volume."""
+        return Candle(
+            pair=pair,
+            candle_seconds=candle_seconds,
+            window_start_ms=window_start_ms,
+            window_end_ms=window_start_ms + candle_seconds * 1000,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+            volume=0.0,
+            vwap=price,
+            n_trades=0,
+            final=final,
+        )
+
 
 def _validate_candle(c: Candle) -> None:
     """The rules below in one expression (records are decoded at every stage); a failing

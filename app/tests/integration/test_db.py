@@ -82,7 +82,7 @@ def test_batched_struct_rows_read_back_exactly(postgres):
             high=x,
             low=x,
             close=x,
-            volume=0.0,
+            volume=x,  # a window with trades has volume
             vwap=x,
             n_trades=2**40 + i,
             final=i % 2 == 0,

@@ -131,22 +131,7 @@ def _call(method: Any, pick: tuple[int, ...], x: tuple[float, ...], raw: list[fl
 
 
 def _flat(after: Candle, start_ms: int, final: bool) -> Candle:
-    p = after.close
-    width_ms = after.candle_seconds * 1000
-    return Candle(
-        pair=after.pair,
-        candle_seconds=after.candle_seconds,
-        window_start_ms=start_ms,
-        window_end_ms=start_ms + width_ms,
-        open=p,
-        high=p,
-        low=p,
-        close=p,
-        volume=0.0,
-        vwap=p,
-        n_trades=0,
-        final=final,
-    )
+    return Candle.flat(after.pair, after.candle_seconds, start_ms, after.close, final)
 
 
 class _Series:

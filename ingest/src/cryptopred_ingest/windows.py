@@ -303,20 +303,7 @@ class CandleBuilder(PairStore):
 
     @staticmethod
     def _flat(pair: str, lane: Lane, start_ms: int, price: float) -> Candle:
-        return Candle(
-            pair=pair,
-            candle_seconds=lane.candle_seconds,
-            window_start_ms=start_ms,
-            window_end_ms=start_ms + lane.width_ms,
-            open=price,
-            high=price,
-            low=price,
-            close=price,
-            volume=0.0,
-            vwap=price,
-            n_trades=0,
-            final=True,
-        )
+        return Candle.flat(pair, lane.candle_seconds, start_ms, price)
 
     @staticmethod
     def _candle(pair: str, lane: Lane, w: Window, final: bool) -> Candle:
