@@ -112,8 +112,11 @@ def run(
         worker = threading.Thread(target=lambda: done.extend(faults(stop)), daemon=True)
         worker.start()
     try:
-        while True:
-            got = len(finals(settings, "technical_indicators").keys() & want.keys())
+        while True:  # every window final in both tables (the sink writes `candles`)
+            got = min(
+                len(finals(settings, table).keys() & want.keys())
+                for table in ("candles", "technical_indicators")
+            )
             if got >= len(want):
                 return len(trades) / (time.perf_counter() - start), done, duplicates
             if time.perf_counter() - start > 1800:
