@@ -224,6 +224,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--live-seconds", type=float, default=30)
+    parser.add_argument(
+        "--candle-stage-runs",
+        type=int,
+        default=0,
+        help="only the candle stage, this many runs, and their median (to compare checkouts)",
+    )
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="bench-stream-")
     base = Settings(data_dir=data_dir, broker_port=free_port(), postgres_port=free_port())
@@ -246,6 +252,18 @@ def main() -> None:
         rate = produce(settings, [*trades, *closing_trades(trades)])
         print(f"machine: {mp.cpu_count()} cores; {len(trades):,} trades, 8 pairs, 2 partitions")
         print(f"produce into trades:                 {rate:>10,.0f} trades/s")
+        if args.candle_stage_runs:
+            rates = [
+                bench_candle_stage(
+                    settings.model_copy(update={"group_prefix": f"r{i}"}), len(trades)
+                )
+                for i in range(args.candle_stage_runs)
+            ]
+            print(f"candle stage runs: {', '.join(f'{r:,.0f}' for r in rates)} trades/s")
+            print(
+                f"candle stage median:                 {statistics.median(rates):>10,.0f} trades/s"
+            )
+            return
         candle_rate = bench_candle_stage(
             settings.model_copy(update={"group_prefix": "b1"}), len(trades)
         )

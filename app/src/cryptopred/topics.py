@@ -1,4 +1,4 @@
-"""Topic names; every topic is keyed as ARCHITECTURE.md says (pair, or stage for `dlq`)."""
+"""Topic names; every topic is keyed as docs/ARCHITECTURE.md says (pair, or stage for `dlq`)."""
 
 TRADES = "trades"
 CANDLES = "candles"

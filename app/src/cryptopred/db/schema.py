@@ -1,4 +1,4 @@
-"""The table contract: columns come from the record types, keys from ARCHITECTURE.md."""
+"""The table contract: columns come from the record types, keys from docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 
