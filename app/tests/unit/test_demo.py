@@ -38,6 +38,7 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
         stages=[
             {
                 "actor": "stream-candles-0",
+                "restarts": 1_234,
                 "consumed": 182_305,
                 "consumed_per_s": 641.4,
                 "lag_total": 12,
@@ -45,6 +46,12 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
                 "last_event_ms": TS,
             },
             {"actor": "stream-sink-0", "error": "GetTimeoutError: no answer"},
+            {
+                "actor": "stream-indicators-0",
+                "error": "GetTimeoutError: no answer",
+                "restarts": 3,
+                "last_error": "OperationalError: the DB went away",
+            },
         ],
         pairs=[
             PairView(
@@ -71,6 +78,8 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
     assert "stream-candles-0" in text and "182,305" in text and "641" in text
     assert "2026-11-26 04:58:00" in text
     assert "GetTimeoutError" in text
+    assert "1,234" in text  # restarts
+    assert "OperationalError: the DB went away" in text  # a down actor's last error
     assert "BTC-USD-60s v2" in text and "none yet" in text  # ETH has no champion
     assert "1.25 (40 @ 60s)" in text and "1.5" in text  # the shortest horizon's live MAE
     assert "95700 [95600, 95800] +60s at 2026-11-26 05:00:00" in text

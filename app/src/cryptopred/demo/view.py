@@ -48,17 +48,21 @@ def _num(value: Any, digits: int = 6) -> str:
 
 
 def render(snapshot: Snapshot) -> Group:
-    """Stages (rates, lag, last event), then per pair: candle, champion, live MAE, forecast."""
+    """Stages (restarts, rates, lag, last event), then per pair: candle, champion, live MAE,
+    forecast."""
     stages = Table(title="stream stages", title_justify="left", expand=True)
-    for name in ("actor", "consumed", "per s", "lag", "dlq", "last event (UTC)"):
+    for name in ("actor", "restarts", "consumed", "per s", "lag", "dlq", "last event (UTC)"):
         left = name in ("actor", "last event (UTC)")
         stages.add_column(name, justify="left" if left else "right")
     for row in snapshot.stages:
-        if "consumed" not in row:
-            stages.add_row(str(row.get("actor")), Text(str(row.get("error", "?")), "red"))
+        restarts = f"{row.get('restarts') or 0:,}"
+        if "consumed" not in row:  # down or restarting: why, from its crash record if any
+            why = row.get("last_error") or row.get("error", "?")
+            stages.add_row(str(row.get("actor")), restarts, Text(str(why), "red"))
             continue
         stages.add_row(
             str(row["actor"]),
+            restarts,
             f"{row['consumed']:,}",
             f"{row.get('consumed_per_s', 0):,.0f}",
             f"{row.get('lag_total', 0):,}",
