@@ -224,6 +224,18 @@ class DbCalls:
                 raise StoppedError(f"{what}: stopped while the DB was unreachable") from exc
             raise
 
+    def read(self, what: str, fn: Callable[[psycopg.Connection], T]) -> T:
+        """`run` for a read-only `fn`: its transaction ends after it (no lock or snapshot is
+        held until the next call)."""
+
+        def read_and_end(conn: psycopg.Connection) -> T:
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+        return self.run(what, read_and_end)
+
     def _attempt(self, fn: Callable[[psycopg.Connection], T]) -> T:
         try:
             conn = self._connection()

@@ -68,13 +68,7 @@ class PostgresCandleState:
         self.group_id = group_id
 
     def _run(self, what: str, query: Callable[[psycopg.Connection], T]) -> T:
-        def read(conn: psycopg.Connection) -> T:
-            try:
-                return query(conn)
-            finally:
-                conn.rollback()
-
-        return self.db.run(what, read)
+        return self.db.read(what, query)
 
     def load_checkpoints(self, partitions: list[int]) -> dict[int, StreamCheckpoint]:
         return self._run(

@@ -33,18 +33,15 @@ def postgres_history(db: DbCalls) -> HistoryReader:
 
     def read(pair: str, candle_seconds: int, limit: int) -> list[IndicatorRow]:
         def query(conn: psycopg.Connection) -> list[dict[str, Any]]:
-            try:
-                return fetch_all(
-                    conn,
-                    f"SELECT {_COLUMNS} FROM technical_indicators "
-                    "WHERE pair = %s AND candle_seconds = %s AND final "
-                    "ORDER BY window_start_ms DESC LIMIT %s",
-                    (pair, candle_seconds, limit),
-                )
-            finally:
-                conn.rollback()
+            return fetch_all(
+                conn,
+                f"SELECT {_COLUMNS} FROM technical_indicators "
+                "WHERE pair = %s AND candle_seconds = %s AND final "
+                "ORDER BY window_start_ms DESC LIMIT %s",
+                (pair, candle_seconds, limit),
+            )
 
-        rows = db.run(f"read the indicator history of {pair} {candle_seconds} s", query)
+        rows = db.read(f"read the indicator history of {pair} {candle_seconds} s", query)
         return [IndicatorRow(**r) for r in rows]
 
     return read
