@@ -21,6 +21,7 @@ COMPONENT_CLIS = (
     ("ingest", "cryptopred_ingest.cli"),
     ("stream", "cryptopred_ingest.stream_cli"),
     ("train", "cryptopred_training.cli"),
+    ("retrain", "cryptopred_training.retrain.cli"),
     ("serve", "cryptopred_serving.cli"),
 )
 

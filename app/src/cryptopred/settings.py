@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CRYPTOPRED_"
@@ -214,6 +214,26 @@ class Settings(BaseSettings):
 def env_name(field: str) -> str:
     """The env var that sets `field`."""
     return ENV_PREFIX + field.upper()
+
+
+def settings_environ(settings: BaseSettings) -> dict[str, str]:
+    """The `CRYPTOPRED_*` variables that rebuild `settings` in another process (unset fields
+    are left out, lists are comma-separated, secrets given in the clear)."""
+    env: dict[str, str] = {}
+    for field in type(settings).model_fields:
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, list | tuple):
+            text = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[env_name(field)] = text
+    return env
 
 
 def describe_error(exc: ValidationError) -> str:

@@ -125,6 +125,23 @@ def test_offline_demo_serves_predictions_over_http_kafka_and_db(demo_run):
     horizons = {r["horizon_seconds"] for r in rows}
     assert horizons == {60, 300, 900}
 
+    # the demo retrains on a schedule: 6 h after the run it trained at start
+    from cryptopred_training.retrain.scheduler import find_scheduler
+
+    handle = find_scheduler()
+    assert handle is not None, "the demo did not start the retraining scheduler"
+    deadline = time.monotonic() + 60
+    while True:
+        status = ray.get(handle.status.remote(), timeout=10)
+        row = next(m for m in status["models"] if m["pair"] == pair)
+        if row["last"] is not None and row["next_due_ms"] is not None:
+            break
+        assert time.monotonic() < deadline, f"the scheduler never saw the first run: {row}"
+        time.sleep(1)
+    assert row["last"]["decision"] == "champion" and row["last"]["trigger"] == "manual"
+    assert row["next_due_ms"] - row["last"]["started_ms"] == 6 * 3_600_000
+    assert row["next_trigger"] == "schedule" and row["running_since_ms"] is None
+
     status, models = http_json(f"{demo.base_url}/v1/models")
     assert status == 200 and models[0]["pair"] == pair and models[0]["version"] is not None
     assert set(demo.urls()) >= {"API", "API docs", "chart", "Ray dashboard", "MLflow UI"}

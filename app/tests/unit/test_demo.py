@@ -27,7 +27,7 @@ def test_settings_defaults_env_and_one_line_errors(monkeypatch):
 
 
 def _text(snapshot: Snapshot) -> str:
-    console = Console(width=200, record=True)
+    console = Console(width=260, record=True)
     console.print(render(snapshot))
     return console.export_text()
 
@@ -69,8 +69,16 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
                     "horizon_seconds": 60,
                     "target_ts_ms": TS + 120_000,
                 },
+                retrain={
+                    "last": {"decision": "challenger", "version": "3", "trigger": "schedule"},
+                    "next_due_ms": TS + 120 * 60_000,
+                    "running_since_ms": None,
+                },
             ),
-            PairView("ETH/USD"),
+            PairView(
+                "ETH/USD",
+                retrain={"last": None, "next_due_ms": TS, "running_since_ms": TS - 5_000},
+            ),
         ],
         urls={"API": "http://127.0.0.1:8000/v1/predictions/BTC-USD"},
     )
@@ -85,6 +93,19 @@ def test_render_shows_stages_pairs_forecasts_and_urls():
     assert "95700 [95600, 95800] +60s at 2026-11-26 05:00:00" in text
     assert "open" in text
     assert "http://127.0.0.1:8000/v1/predictions/BTC-USD" in text
+    assert "challenger v3 (schedule), next in 120 min" in text
+    assert "not yet, training now" in text
+
+
+def test_the_demo_retrains_by_default_and_keeps_a_choice(monkeypatch):
+    from cryptopred.demo.flow import Demo
+
+    monkeypatch.delenv("CRYPTOPRED_RETRAIN_EVERY", raising=False)
+    assert Demo(DemoSettings(), lambda _: None).train.retrain_every_s == 6 * 3600
+    monkeypatch.setenv("CRYPTOPRED_RETRAIN_EVERY", "off")
+    assert Demo(DemoSettings(), lambda _: None).train.retrain_every_s is None
+    monkeypatch.setenv("CRYPTOPRED_RETRAIN_EVERY", "30m")
+    assert Demo(DemoSettings(), lambda _: None).train.retrain_every_s == 1800
 
 
 def test_kraken_demo_offline_fails_in_seconds_naming_the_way_out():

@@ -59,3 +59,17 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch, env, value, words):
     assert "\n" not in message
     assert env in message
     assert words in message
+
+
+def test_settings_environ_rebuilds_the_same_settings(monkeypatch):
+    from cryptopred.settings import Settings, settings_environ
+
+    original = load_settings(
+        pairs="SOL/USD,XRP/EUR", candle_seconds="60,300", db_timeout_s=7.5, fault_hooks=True
+    )
+    env = settings_environ(original)
+    assert env["CRYPTOPRED_PAIRS"] == "SOL/USD,XRP/EUR"
+    assert "CRYPTOPRED_KAFKA_BOOTSTRAP" not in env  # unset stays unset
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == original

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -14,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+Trigger = Literal["manual", "schedule", "demotion"]
 err_console = Console(stderr=True)
 
 
@@ -60,6 +63,12 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="resume the last run of this model from its checkpoint")
     ] = False,
+    trigger: Annotated[
+        Trigger, typer.Option(help="what started the run (an MLflow tag)")
+    ] = "manual",
+    report_json: Annotated[
+        Path | None, typer.Option(help="also write the outcome to this JSON file")
+    ] = None,
 ) -> None:
     """Read final indicator rows, validate, fit with Ray Train, evaluate, log and register."""
     import psycopg
@@ -91,6 +100,7 @@ def train(
         num_workers=workers or settings.train_workers,
         use_gpu=gpu or settings.train_use_gpu,
         resume=resume,
+        trigger=trigger,
     )
 
     def on_epoch(report: EpochReport) -> None:
@@ -109,7 +119,7 @@ def train(
     except DataValidationError as exc:
         err_console.print(f"error: bad training data: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    except ValueError as exc:
+    except (ValueError, TimeoutError, MemoryError) as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except psycopg.Error as exc:
@@ -117,6 +127,18 @@ def train(
         err_console.print(f"error: database: {first_line}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     decision = result.outcome.decision
+    if report_json is not None:
+        outcome = {
+            "name": result.name,
+            "version": result.logged.version,
+            "run_id": result.logged.run_id,
+            "decision": decision.decision,
+            "reason": decision.reason,
+            "n_rows": int(result.outcome.summary["n_rows"]),
+            "fit_seconds": result.fit_seconds,
+            "total_seconds": result.total_seconds,
+        }
+        report_json.write_text(json.dumps(outcome))
     colour = "green" if decision.promote else "yellow"
     console.print(
         f"{result.name} version {result.logged.version}: [{colour}]{decision.decision}[/] "

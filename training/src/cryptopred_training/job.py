@@ -1,9 +1,14 @@
-"""Entry point for RayJob / RayCronJob: `python -m cryptopred_training.job --pair BTC/USD ...`."""
+"""Entry point for RayJob / RayCronJob and the retraining scheduler's runs:
+`python -m cryptopred_training.job --pair BTC/USD ...` (the options of `cryptopred train`)."""
 
 from __future__ import annotations
 
 
 def main() -> None:
+    from cryptopred.raycluster import keep_workers_in_this_env, prepare_ray_auth
+
+    prepare_ray_auth()  # before anything imports ray: it reads the auth mode at import
+    keep_workers_in_this_env()
     from cryptopred_training.cli import app
 
     app(prog_name="cryptopred-train")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -39,9 +40,25 @@ class RayFitOptions:
 
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: int = 1
+    cpus_per_worker: float = 1.0
     storage_dir: Path = Path(".data/ray_results")
     run_name: str = "cryptopred-train"
+    max_rss_mb: int | None = None  # a worker above this resident memory fails the run
+    nice: int = 0  # lower the workers' CPU priority by this much
+
+
+def check_memory(max_rss_mb: int | None) -> None:
+    """MemoryError naming the limit when this process's resident memory is above it."""
+    if max_rss_mb is None:
+        return
+    import psutil
+
+    rss_mb = psutil.Process().memory_info().rss / 2**20
+    if rss_mb > max_rss_mb:
+        raise MemoryError(
+            f"a Ray Train worker uses {rss_mb:,.0f} MiB, above the {max_rss_mb} MiB limit "
+            "(CRYPTOPRED_TRAIN_MAX_RSS_MB)"
+        )
 
 
 def _report_from_dict(data: dict[str, Any]) -> EpochReport:
@@ -57,6 +74,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train: WindowSource = loop_config["train"]
     validation: WindowSource = loop_config["validation"]
     torch.set_num_threads(int(loop_config["threads"]))
+    if loop_config.get("nice"):
+        os.nice(int(loop_config["nice"]))  # this worker process ends with the run
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.seed)
@@ -94,6 +113,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             loss = train_step(model, optimizer, moved, config.quantiles, config.grad_clip)
             total += loss * len(batch["y"])
             n_total += len(batch["y"])
+        check_memory(loop_config.get("max_rss_mb"))
         metrics = evaluate(
             model,
             (
@@ -229,7 +249,9 @@ def ray_fitter(
             "initial_state": model.state_dict(),
             "train": train,
             "validation": validation,
-            "threads": options.cpus_per_worker,
+            "threads": max(1, int(options.cpus_per_worker)),
+            "max_rss_mb": options.max_rss_mb,
+            "nice": options.nice,
             "normalizer": normalizer.to_dict() if normalizer is not None else {},
         }
         trainer = TorchTrainer(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from cryptopred.raycluster import prepare_ray_auth
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
@@ -34,6 +36,7 @@ class TrainRequest:
     num_workers: int = 1
     use_gpu: bool = False
     resume: bool = False
+    trigger: str = "manual"  # what started the run: manual, schedule or demotion
 
 
 @dataclass(frozen=True)
@@ -82,16 +85,24 @@ def connect_ray(settings: TrainSettings, say: Say) -> None:
         ray.init(address=address, configure_logging=False)
 
 
-def cpus_per_worker(settings: TrainSettings, num_workers: int) -> int:
-    """The configured CPUs per worker, else the cluster's free CPUs shared among the workers."""
+def share_of_free_cpus(free_cpus: float, num_workers: int) -> float:
+    """Whole CPUs per worker when the free ones allow, else a tenth-rounded share (at least a
+    tenth): a worker asking for more than is free would wait forever."""
+    share = free_cpus / num_workers
+    if share >= 1:
+        return float(int(share))
+    return max(0.1, int(share * 10) / 10)
+
+
+def cpus_per_worker(settings: TrainSettings, num_workers: int) -> float:
+    """The configured CPUs per worker, else the cluster's free CPUs shared among the workers
+    (stage actors and Serve replicas on the same cluster hold some)."""
     if settings.train_cpus_per_worker is not None:
-        return settings.train_cpus_per_worker
+        return float(settings.train_cpus_per_worker)
     import ray
 
-    # what is free now: stage actors and Serve replicas on the same cluster hold some CPUs, and
-    # a worker asking for more than is free would wait forever
-    free = int(ray.available_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-    return max(1, free // num_workers)
+    free = float(ray.available_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    return share_of_free_cpus(free, num_workers)
 
 
 def run_name_for(settings: TrainSettings, name: str, resume: bool) -> str:
@@ -105,13 +116,46 @@ def run_name_for(settings: TrainSettings, name: str, resume: bool) -> str:
     return run_name
 
 
+def training_lock(settings: TrainSettings, say: Say) -> FileLock:
+    """The lock that keeps training runs on this machine one at a time (held while fitting)."""
+    path = settings.data_dir.resolve() / "training.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=settings.train_lock_timeout_s)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"another training run holds {path}; waiting up to {settings.train_lock_timeout_s:g} s")
+        try:
+            lock.acquire()
+        except Timeout:
+            raise TimeoutError(
+                f"another training run held {path} for more than "
+                f"{settings.train_lock_timeout_s:g} s (CRYPTOPRED_TRAIN_LOCK_TIMEOUT_S)"
+            ) from None
+    return lock
+
+
 def train(
     settings: TrainSettings,
     request: TrainRequest,
     say: Say = print,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> TrainReport:
-    """The whole job; DataValidationError (before Ray starts) when the rows are unusable."""
+    """The whole job, one run at a time per machine; DataValidationError (before Ray starts)
+    when the rows are unusable."""
+    lock = training_lock(settings, say)
+    try:
+        return _train(settings, request, say, on_epoch)
+    finally:
+        lock.release()
+
+
+def _train(
+    settings: TrainSettings,
+    request: TrainRequest,
+    say: Say,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> TrainReport:
     started = time.perf_counter()
     pair = request.pair.strip().upper().replace("-", "/")
     config = settings.train_config(
@@ -140,6 +184,8 @@ def train(
         cpus_per_worker=cpus_per_worker(settings, request.num_workers),
         storage_dir=Path(settings.storage_dir),
         run_name=run_name_for(settings, name, request.resume),
+        max_rss_mb=settings.train_max_rss_mb,
+        nice=settings.train_nice,
     )
     from cryptopred_training.champion import champion_test_mae
 
@@ -170,6 +216,7 @@ def train(
         extra_params=_scaling_params(options, request),
         extra_metrics={"ray_fit_seconds": fit_seconds[0]},
         champion_test_mae=champion_mae,
+        run_tags={"trigger": request.trigger},
     )
     return TrainReport(name, outcome, logged, fit_seconds[0], time.perf_counter() - started)
 
@@ -182,4 +229,5 @@ def _scaling_params(options: RayFitOptions, request: TrainRequest) -> dict[str, 
         "ray_run_name": options.run_name,
         "since_ms": request.since_ms,
         "until_ms": request.until_ms,
+        "trigger": request.trigger,
     }

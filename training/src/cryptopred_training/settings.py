@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cryptopred.settings import Settings
 from cryptopred_training.config import TrainConfig
+from cryptopred_training.retrain.schedule import parse_duration_s, parse_every_s
 
 _DEFAULTS = TrainConfig()
 
@@ -42,6 +43,50 @@ class TrainSettings(Settings):
     train_storage_dir: Path | None = Field(
         None, description="Ray Train storage (default: <data_dir>/ray_results)"
     )
+    train_max_rss_mb: int | None = Field(
+        None, ge=64, description="a Ray Train worker above this resident memory fails the run"
+    )
+    train_nice: int = Field(
+        0, ge=0, le=19, description="lower CPU priority of the run's processes (0: unchanged)"
+    )
+    train_lock_timeout_s: float = Field(
+        7200.0, gt=0, description="how long a run waits for another one on this machine"
+    )
+    retrain_every: str = Field(
+        "off", description="retrain each served model this often (6h, 30m; off: never)"
+    )
+    retrain_window: str = Field("7d", description="history each retraining run uses (7d, 36h)")
+    retrain_after_demotion_s: float = Field(
+        300.0, ge=0, description="retrain this soon after a champion is demoted"
+    )
+    retrain_timeout_s: float = Field(
+        3600.0, gt=0, description="a retraining run still going after this is stopped"
+    )
+    retrain_max_rss_mb: int = Field(
+        4096, ge=64, description="a retraining run whose processes use more memory is stopped"
+    )
+    retrain_poll_s: float = Field(10.0, gt=0, description="how often the scheduler looks")
+
+    @field_validator("retrain_every")
+    @classmethod
+    def _every_is_duration(cls, value: str) -> str:
+        parse_every_s(value)
+        return value
+
+    @field_validator("retrain_window")
+    @classmethod
+    def _window_is_duration(cls, value: str) -> str:
+        parse_duration_s(value)
+        return value
+
+    @property
+    def retrain_every_s(self) -> float | None:
+        """Seconds between retraining runs of one model; None when retraining is off."""
+        return parse_every_s(self.retrain_every)
+
+    @property
+    def retrain_window_s(self) -> float:
+        return parse_duration_s(self.retrain_window)
 
     @property
     def storage_dir(self) -> Path:

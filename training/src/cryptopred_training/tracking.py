@@ -20,6 +20,7 @@ import pandas as pd
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.pipeline import PreparedData, TrainingOutcome, predict_returns
 from cryptopred_training.plots import plot_loss_curves, plot_predictions
+from cryptopred_training.retrain.history import VERSION_TAG
 from cryptopred_training.source import COLUMNS
 
 CHAMPION = "champion"
@@ -82,6 +83,7 @@ def log_training(
     extra_params: dict[str, Any],
     extra_metrics: dict[str, float],
     champion_test_mae: float | None,
+    run_tags: dict[str, str] | None = None,
 ) -> LoggedModel:
     """Log the run and the model, register it as `name` and set its tags and alias."""
     import mlflow
@@ -124,9 +126,7 @@ def log_training(
                 )
             }
         )
-        mlflow.set_tags(
-            {"trained_from_ms": tags["trained_from_ms"], "trained_to_ms": tags["trained_to_ms"]}
-        )
+        mlflow.set_tags(run_tags or {})
         for report in outcome.models.fit_result.history:
             mlflow.log_metrics(
                 {
@@ -175,6 +175,7 @@ def log_training(
     client = MlflowClient(tracking_uri=tracking_uri)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    client.set_tag(run.info.run_id, VERSION_TAG, version)
     alias = CHAMPION if outcome.decision.promote else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
     return LoggedModel(run.info.run_id, experiment.experiment_id, version, alias)

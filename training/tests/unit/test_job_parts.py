@@ -89,3 +89,61 @@ def test_cli_parsers() -> None:
         parse_horizons("60,-5")
     with pytest.raises(typer.BadParameter):
         parse_time_ms("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("free", "workers", "expected"),
+    [(8.0, 2, 4.0), (3.0, 2, 1.0), (1.6, 1, 1.0), (0.45, 1, 0.4), (0.6, 2, 0.3), (0.0, 1, 0.1)],
+)
+def test_a_worker_asks_for_no_more_cpus_than_are_free(
+    free: float, workers: int, expected: float
+) -> None:
+    from cryptopred_training.runner import share_of_free_cpus
+
+    assert share_of_free_cpus(free, workers) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("CRYPTOPRED_RETRAIN_EVERY", "sometimes", "CRYPTOPRED_RETRAIN_EVERY"),
+        ("CRYPTOPRED_RETRAIN_WINDOW", "off", "CRYPTOPRED_RETRAIN_WINDOW"),
+        ("CRYPTOPRED_RETRAIN_WINDOW", "0d", "longer than zero"),
+    ],
+)
+def test_a_bad_retraining_setting_fails_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
+) -> None:
+    from pydantic import ValidationError
+
+    from cryptopred.settings import describe_error
+
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError) as caught:
+        TrainSettings()
+    line = describe_error(caught.value)
+    assert message in line and "\n" not in line
+
+
+def test_retraining_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRYPTOPRED_RETRAIN_EVERY", raising=False)
+    assert TrainSettings().retrain_every_s is None
+    monkeypatch.setenv("CRYPTOPRED_RETRAIN_EVERY", "6h")
+    monkeypatch.setenv("CRYPTOPRED_RETRAIN_WINDOW", "36h")
+    settings = TrainSettings()
+    assert (settings.retrain_every_s, settings.retrain_window_s) == (21_600, 129_600)
+
+
+def test_the_training_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
+    from cryptopred_training.runner import training_lock
+
+    said: list[str] = []
+    settings = TrainSettings(data_dir=tmp_path, train_lock_timeout_s=0.5)
+    held = training_lock(settings, said.append)
+    try:
+        with pytest.raises(TimeoutError, match="CRYPTOPRED_TRAIN_LOCK_TIMEOUT_S"):
+            training_lock(settings, said.append)
+        assert said and "another training run holds" in said[0]
+    finally:
+        held.release()
+    training_lock(settings, said.append).release()  # free again

@@ -21,6 +21,7 @@ from cryptopred.topics import ALL_TOPICS
 
 Say = Callable[[str], None]
 SOURCE_ACTOR = "demo-source"
+DEMO_RETRAIN_EVERY = "6h"
 
 
 class DemoError(Exception):
@@ -72,6 +73,9 @@ class Demo:
         self.ingest = IngestSettings(**common | extra.get("ingest", {}))
         self.stream = StreamSettings(**common | extra.get("stream", {}))
         self.train = TrainSettings(**common | extra.get("train", {}))
+        if "retrain_every" not in self.train.model_fields_set:
+            # the demo retrains unless the user chose otherwise (elsewhere it is off)
+            self.train = self.train.model_copy(update={"retrain_every": DEMO_RETRAIN_EVERY})
         # the publisher predicts the last hour of the history (live MAE has data at once), not
         # all of it: a week of rows would take many minutes to catch up on a laptop
         serve = {"publisher_max_age_s": 3600.0} | extra.get("serve", {})
@@ -93,6 +97,7 @@ class Demo:
         self.wait_for_history()
         self.train_models()
         self.deploy()
+        self.start_retraining()
         self.wait_for_predictions()
 
     def prepare(self) -> None:
@@ -272,6 +277,19 @@ class Demo:
         self.say("deploying the Serve application ...")
         self.base_url = deploy_app(self.serve, pairs=",".join(self.pairs))
 
+    def start_retraining(self) -> None:
+        """The retraining scheduler, when CRYPTOPRED_RETRAIN_EVERY is not off."""
+        from cryptopred_training.retrain.scheduler import start_scheduler
+
+        if self.train.retrain_every_s is None:
+            self.say("scheduled retraining is off (CRYPTOPRED_RETRAIN_EVERY=off)")
+            return
+        start_scheduler(self.train)
+        self.say(
+            f"retraining every {self.train.retrain_every} on the last {self.train.retrain_window}"
+            " of history (`cryptopred retrain status`)"
+        )
+
     def wait_for_predictions(self, timeout_s: float = 300.0) -> None:
         """Until the latest-prediction endpoint answers for every pair with a champion."""
         promoted = [p for p, d in self.decisions.items() if d.startswith("champion")]
@@ -312,6 +330,7 @@ class Demo:
 
         from cryptopred_ingest.stream.actors import stop_pipeline
         from cryptopred_serving.deploy import delete_app
+        from cryptopred_training.retrain.scheduler import stop_scheduler
 
         if self.sources:
             self.say("stopping the trade sources ...")
@@ -322,6 +341,8 @@ class Demo:
             except Exception as exc:  # already gone: nothing to stop
                 self.say(f"source: {type(exc).__name__}")
         self.sources.clear()
+        if stop_scheduler():
+            self.say("stopped the retraining scheduler")
         stop_pipeline(self.stream, say=self.say)
         if self.base_url:
             self.say("deleting the Serve app ...")

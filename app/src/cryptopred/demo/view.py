@@ -26,6 +26,7 @@ class PairView:
     champion: str | None = None  # "<name> v<version>"
     live: list[dict[str, Any]] = field(default_factory=list)  # /v1/metrics/live rows
     prediction: dict[str, Any] | None = None  # /v1/predictions/{pair}
+    retrain: dict[str, Any] | None = None  # the retraining scheduler's row of this model
 
 
 @dataclass
@@ -45,6 +46,24 @@ def _clock(ts_ms: int | None) -> str:
 
 def _num(value: Any, digits: int = 6) -> str:
     return "-" if value is None else f"{float(value):.{digits}g}"
+
+
+def _retraining(row: dict[str, Any] | None, now_ms: int) -> str:
+    """The last outcome and the next slot, e.g. `challenger v3 (schedule), next in 359 min`."""
+    if row is None:
+        return "-"
+    last = row.get("last")
+    done = "not yet"
+    if last:
+        version = f" v{last['version']}" if last.get("version") else ""
+        done = f"{last['decision']}{version} ({last['trigger']})"
+    if row.get("running_since_ms"):
+        return f"{done}, training now"
+    due_ms = row.get("next_due_ms")
+    if due_ms is None:
+        return done
+    minutes = max(0.0, (int(due_ms) - now_ms) / 60_000)
+    return f"{done}, next in {minutes:.0f} min"
 
 
 def render(snapshot: Snapshot) -> Group:
@@ -73,6 +92,7 @@ def render(snapshot: Snapshot) -> Group:
     for name in ("pair", "last candle (UTC)", "close", "champion", "live MAE", "persistence"):
         pairs.add_column(name)
     pairs.add_column("last prediction")
+    pairs.add_column("retraining")
     for view in snapshot.pairs:
         candle = view.last_candle or {}
         live = min(view.live, key=lambda r: int(r["horizon_seconds"]), default=None)
@@ -94,6 +114,7 @@ def render(snapshot: Snapshot) -> Group:
             live_mae,
             "-" if live is None else _num(live["persistence_mae"], 4),
             forecast,
+            _retraining(view.retrain, snapshot.taken_ms),
         )
     links = Table.grid(padding=(0, 2))
     for name, url in snapshot.urls.items():
@@ -127,6 +148,7 @@ def collect(demo: Demo) -> Snapshot:
         note = ""
     if demo.base_url:
         _read_api(demo.base_url, views)
+    _read_retraining(demo, views)
     return Snapshot(time.time_ns() // 1_000_000, stages, views, demo.urls(), note)
 
 
@@ -144,3 +166,21 @@ def _read_api(base_url: str, views: list[PairView]) -> None:
         view.live = live if status == 200 and isinstance(live, list) else []
         status, prediction = http_json(f"{base_url}/v1/predictions/{url}", 2.0)
         view.prediction = prediction if status == 200 and isinstance(prediction, dict) else None
+
+
+def _read_retraining(demo: Demo, views: list[PairView]) -> None:
+    """Each pair's row of the retraining scheduler's status (nothing when it is not running)."""
+    import ray
+
+    from cryptopred_training.retrain.scheduler import find_scheduler
+
+    try:
+        handle = find_scheduler()
+        if handle is None:
+            return
+        status = ray.get(handle.status.remote(), timeout=2.0)
+    except Exception:  # restarting: the next refresh shows it again
+        return
+    rows = {m["pair"]: m for m in status["models"] if m["candle_seconds"] == demo.candle_seconds}
+    for view in views:
+        view.retrain = rows.get(view.pair)

@@ -13,7 +13,7 @@ import yaml
 
 from cryptopred import topics
 from cryptopred.db.schema import TABLES
-from cryptopred.settings import ENV_PREFIX, Settings
+from cryptopred.settings import ENV_PREFIX
 from cryptopred.testing.kuberay_checks import parse_tables
 from cryptopred.testing.kuberay_render import (
     KUBERAY,
@@ -24,6 +24,7 @@ from cryptopred.testing.kuberay_render import (
     render,
     risingwave_values,
 )
+from cryptopred_training.settings import TrainSettings
 
 
 def _load_render_script() -> ModuleType:
@@ -149,8 +150,11 @@ def test_app_settings_in_the_cluster_are_valid(overlay: str) -> None:
     env = one(render(overlay), "ConfigMap", "cryptopred-env")["data"]
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
     assert all(key.startswith(ENV_PREFIX) for key in env)
-    assert set(fields) <= set(Settings.model_fields), set(fields) - set(Settings.model_fields)
-    settings = Settings(**fields)
+    # The trainer's settings extend the app's (CRYPTOPRED_RETRAIN_* drive the RayCronJob's runs).
+    known = set(TrainSettings.model_fields)
+    assert set(fields) <= known, set(fields) - known
+    settings = TrainSettings(**fields)
+    assert settings.retrain_every_s is not None
     assert settings.db_dialect == "risingwave"
     assert settings.db_url == "postgresql://root@risingwave:4566/dev"
     assert settings.mlflow_uri == "http://mlflow:5000"
@@ -169,7 +173,7 @@ def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> No
     assert cron["spec"]["schedule"] == "0 */6 * * *"
     for spec in (stream["spec"], backfill["spec"], cron["spec"]["jobTemplate"]):
         assert spec["clusterSelector"]["ray.io/cluster"] in clusters
-    # The cron entrypoint runs the mounted script, which loops over the pairs.
+    # The cron entrypoint runs the mounted script, which retrains every served model.
     script_path = cron["spec"]["jobTemplate"]["entrypoint"].split()[-1]
     cluster = one(
         docs, "RayCluster", cron["spec"]["jobTemplate"]["clusterSelector"]["ray.io/cluster"]
@@ -180,5 +184,5 @@ def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> No
     script_dir, script_name = script_path.rsplit("/", 1)
     assert mounts[volume["name"]] == script_dir
     script = one(docs, "ConfigMap", volume["configMap"]["name"])["data"][script_name]
-    assert re.search(r"for pair in .*; do", script)
-    assert 'cryptopred train --pair "${pair}" --candle-seconds 60 --workers 2' in script
+    assert re.search(r"^cryptopred retrain once( 9>&-)?$", script, re.MULTILINE)
+    assert 'export CRYPTOPRED_TRAIN_WORKERS="${CRYPTOPRED_TRAIN_WORKERS:-2}"' in script
