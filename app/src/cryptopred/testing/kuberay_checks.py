@@ -24,7 +24,8 @@ def plaintext_secrets(obj: Any, path: str = "") -> list[str]:
                 if "value" in env or not ref:
                     found.append(f"{path}.env[{env.get('name')}]: not from a secretKeyRef")
         for key, value in obj.items():
-            if SECRET_FIELD.search(str(key)) and isinstance(value, str | int) and value != "":
+            literal = isinstance(value, str | int) and not isinstance(value, bool)
+            if SECRET_FIELD.search(str(key)) and literal and value != "":
                 found.append(f"{path}.{key}: a literal credential")
             found += plaintext_secrets(value, f"{path}.{key}")
     elif isinstance(obj, list):
