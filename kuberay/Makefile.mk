@@ -67,6 +67,7 @@ secrets: ## Random credentials as Secrets in the cluster (never in the repo); ex
 	$(call kr_secret,minio,--from-literal=root-user=cryptopred --from-literal=root-password=$$($(KR_RANDOM)))
 	$(call kr_secret,mlflow-auth,--from-literal=username=admin --from-literal=password=$$($(KR_RANDOM)))
 	$(call kr_secret,grafana-admin,--from-literal=admin-user=admin --from-literal=admin-password=$$($(KR_RANDOM)))
+	$(call kr_secret,grafana-db,--from-literal=password=$$($(KR_RANDOM)))
 	$(call kr_secret,redis,--from-literal=password=$$($(KR_RANDOM)))
 	$(call kr_secret,risingwave-minio,--from-literal=MINIO_USERNAME=$$($(KUBECTL) -n $(NAMESPACE) get secret minio -o jsonpath='{.data.root-user}' | base64 -d) --from-literal=MINIO_PASSWORD=$$($(KUBECTL) -n $(NAMESPACE) get secret minio -o jsonpath='{.data.root-password}' | base64 -d))
 

@@ -1,8 +1,9 @@
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
 -- candles, technical_indicators and predictions ingest their Kafka topics directly; a repeated
 -- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
--- prediction_outcomes is written by the serving app. Columns and keys follow the app's table
--- contract (cryptopred.db.schema.TABLES); a unit test compares them.
+-- prediction_outcomes is written by the serving app, stream_checkpoints by the stream stages
+-- (created here so that grafana-role.sql can grant SELECT on it). Columns and keys follow the
+-- app's table contract (cryptopred.db.schema.TABLES); a unit test compares them.
 -- If the app created a table first (without a connector), drop it and re-run this Job.
 
 CREATE TABLE IF NOT EXISTS candles (
@@ -113,4 +114,14 @@ CREATE TABLE IF NOT EXISTS prediction_outcomes (
     "interval_hit" BOOLEAN NOT NULL,
     "created_ms" BIGINT NOT NULL,
     PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
+);
+
+CREATE TABLE IF NOT EXISTS stream_checkpoints (
+    "group_id" VARCHAR NOT NULL,
+    "topic" VARCHAR NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    "state" VARCHAR NOT NULL,
+    "updated_ms" BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
 );

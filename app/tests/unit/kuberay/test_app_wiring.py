@@ -120,7 +120,7 @@ def test_init_job_runs_the_committed_sql(overlay: str) -> None:
     job = one(docs, "Job", "risingwave-init")
     pod = job["spec"]["template"]["spec"]
     assert pod["volumes"][0]["configMap"]["name"] == "risingwave-init-sql"
-    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"]) == ("risingwave", "4566", "dev")
     values = risingwave_values(overlay)
     assert (values["fullnameOverride"], values["service"]["port"]) == ("risingwave", 4566)
