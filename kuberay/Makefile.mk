@@ -28,13 +28,16 @@ HELM ?= helm
 KIND ?= kind
 DOCKER ?= docker
 KR_RANDOM ?= openssl rand -hex 24
+# Prints the digest of the image put in for {image}; or
+# docker buildx imagetools inspect {image} --format {{.Manifest.Digest}}
+DIGEST_RESOLVER ?= crane digest {image}
 # The manifests name the local images cryptopred-ray:0.1.0 and cryptopred-mlflow:0.1.0; deploy
 # rewrites them to $(IMAGE_REGISTRY)/...:$(IMAGE_TAG) when those are set.
 KR_IMAGE_REWRITE = sed -E 's\#image: cryptopred-(ray|mlflow):[A-Za-z0-9._-]+\#image: $(KR_IMAGE_PREFIX)cryptopred-\1:$(IMAGE_TAG)\#'
 
 .PHONY: cluster-up kind-create cluster-down operators secrets deploy port-forward ray-dashboard \
 	submit-stream submit-train build-image kind-load push-image serve-config \
-	dashboards-configmap kuberay-dashboards-yaml kuberay-render
+	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images
 
 cluster-up: kind-create operators ## Kind cluster (kuberay/kind-config.yaml), KubeRay and Strimzi operators
 
@@ -135,6 +138,10 @@ push-image: ## Push both images to IMAGE_REGISTRY (for Civo)
 	$(if $(IMAGE_REGISTRY),,$(error set IMAGE_REGISTRY, e.g. ghcr.io/<you>))
 	$(DOCKER) push $(RAY_IMAGE)
 	$(DOCKER) push $(MLFLOW_IMAGE)
+
+pin-images: ## Pin the prod overlay's images by digest (DIGEST_RESOLVER; IMAGE_REGISTRY for ours)
+	$(RUN) python $(KR_DIR)/pin_images.py --registry '$(IMAGE_REGISTRY)' --tag '$(IMAGE_TAG)' \
+		--resolver '$(DIGEST_RESOLVER)'
 
 serve-config: ## Regenerate the RayService's serveConfigV2 from serving/serve_config.yaml
 	$(RUN) python $(KR_DIR)/render_serve_config.py

@@ -69,6 +69,12 @@ def image_problem(image: str) -> str | None:
     return None
 
 
+def not_digest_pinned(images: list[str]) -> list[str]:
+    """The images not pinned by a sha256 digest, sorted, once each."""
+    pinned = re.compile(r"@sha256:[0-9a-f]{64}$")
+    return sorted({image for image in images if not pinned.search(image)})
+
+
 def _strip_sql_comments(text: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
 
