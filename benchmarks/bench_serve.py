@@ -44,6 +44,7 @@ from cryptopred.kafka import ensure_topics, make_consumer, make_producer
 from cryptopred.raycluster import (
     keep_workers_in_this_env,
     remove_serve_run_dir,
+    secure_local_ray,
     serve_ingress_environ,
     serve_run_dir,
 )
@@ -285,6 +286,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["RAY_worker_niceness"] = str(args.worker_niceness)  # noqa: SIM112 (Ray's name)
     keep_workers_in_this_env()
+    secure_local_ray(Path(tempfile.mkdtemp(prefix="bench-ray-")))
     import ray
     from ray import serve
 

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench_stream import closing_trades, synthetic_trades
@@ -24,7 +25,7 @@ from bench_stream import closing_trades, synthetic_trades
 from cryptopred import topics
 from cryptopred.db import connect, create_schema, fetch_all
 from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.raycluster import keep_workers_in_this_env
+from cryptopred.raycluster import keep_workers_in_this_env, secure_local_ray
 from cryptopred.records import Trade, encode
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Postgres
@@ -176,6 +177,7 @@ def compare(settings: Settings, want: dict[Key, tuple[float, ...]]) -> tuple[int
 
 def main() -> None:
     keep_workers_in_this_env()
+    secure_local_ray(Path(tempfile.mkdtemp(prefix="bench-ray-")))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--fault-every-s", type=float, default=3.0)

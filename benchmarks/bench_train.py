@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from cryptopred.db import connect, create_schema, upsert
-from cryptopred.raycluster import keep_workers_in_this_env
+from cryptopred.raycluster import keep_workers_in_this_env, secure_local_ray
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Mlflow, Postgres
 from cryptopred.stack.process import free_port
@@ -46,6 +46,7 @@ def write_rows(settings: Settings, rows: int) -> None:
 
 def ray_data_read_s(db_url: str) -> float:
     keep_workers_in_this_env()
+    secure_local_ray(Path(tempfile.mkdtemp(prefix="bench-ray-")))
     import ray
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 from dataclasses import asdict
 from typing import Annotated
 
@@ -11,8 +12,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopred.raycluster import keep_workers_in_this_env, prepare_ray_auth
-from cryptopred.settings import Settings, SettingsError, load_settings
+from cryptopred.raycluster import embedded_ray_env, keep_workers_in_this_env, prepare_ray_auth
+from cryptopred.settings import (
+    Settings,
+    SettingsError,
+    env_name,
+    load_settings,
+    settings_or_none,
+)
 from cryptopred.stack import manager
 from cryptopred.stack.process import PartError
 
@@ -80,6 +87,27 @@ def status(
         raise typer.Exit(1)
 
 
+@app.command()
+def env() -> None:
+    """Print shell exports for Ray's and MLflow's own tools against this stack:
+    `eval "$(cryptopred env)"`, then `ray job submit`, `ray job logs`, `serve status` work."""
+    settings = settings_or_exit()
+    for name, value in client_environ(settings).items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+def client_environ(settings: Settings) -> dict[str, str]:
+    """What `ray`, `serve` and MLflow clients need to reach the stack `settings` name."""
+    env = embedded_ray_env(settings) if settings.ray_address is None else {}
+    return env | {
+        "RAY_ADDRESS": settings.ray_gcs_address,
+        "RAY_API_SERVER_ADDRESS": settings.ray_dashboard,  # ray job ...
+        "RAY_DASHBOARD_ADDRESS": settings.ray_dashboard,  # serve ...
+        "MLFLOW_TRACKING_URI": settings.mlflow_uri,
+        env_name("data_dir"): str(settings.data_dir),
+    }
+
+
 def _print_status(settings: Settings, as_json: bool = False) -> bool:
     rows = manager.status(settings)
     if as_json:
@@ -114,7 +142,7 @@ def _register_components() -> None:
 
 
 def main() -> None:
-    prepare_ray_auth()  # before anything imports ray: it reads the auth mode at import
+    prepare_ray_auth(settings_or_none())  # before anything imports ray (read at import)
     keep_workers_in_this_env()  # likewise
     _register_components()
     _register_demo()

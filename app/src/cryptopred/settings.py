@@ -6,9 +6,11 @@ Build `Settings()` in entry points (never at import time) and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -155,6 +157,22 @@ class Settings(BaseSettings):
             raise ValueError(f"candle widths must be positive seconds, got {value}")
         return sorted(set(value))
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_absolute(cls, value: Path) -> Path:
+        # Ray workers and the stack's processes run in other folders: every path they are
+        # given (the PostgreSQL password file, Ray's token) must mean the same file there
+        return value.expanduser().absolute()
+
+    @field_validator("bind_host")
+    @classmethod
+    def _bind_host_is_an_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"expected an IP address such as 127.0.0.1, got {value!r}") from None
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_well_formed(cls, value: str | None) -> str | None:
@@ -193,9 +211,27 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap or f"{self.bind_host}:{self.broker_port}"
 
     @property
+    def secrets_dir(self) -> Path:
+        """Generated credentials of the embedded stack (mode 0700, files 0600)."""
+        return self.data_dir / "secrets"
+
+    @property
+    def pgpass_path(self) -> Path:
+        """libpq password file holding the embedded PostgreSQL's generated passwords."""
+        return self.secrets_dir / "pgpass"
+
+    @property
+    def ray_token_path(self) -> Path:
+        """The embedded Ray head's authentication token (`RAY_AUTH_TOKEN_PATH`)."""
+        return self.data_dir / "ray" / "auth_token"
+
+    @property
     def db_url(self) -> str:
+        """The external `database_url`, or the embedded PostgreSQL's URI; the latter names
+        its password file (libpq's `passfile`), so the password never appears in it."""
         return self.database_url or (
             f"postgresql://postgres@{self.bind_host}:{self.postgres_port}/{self.postgres_db}"
+            f"?passfile={quote(str(self.pgpass_path))}"
         )
 
     @property
@@ -248,6 +284,15 @@ def describe_error(exc: ValidationError) -> str:
 
 class SettingsError(Exception):
     """A setting is malformed; the message is one line naming it."""
+
+
+def settings_or_none() -> Settings | None:
+    """Settings from the environment, or None when they are malformed (the command that
+    needs them then reports the bad setting in one line)."""
+    try:
+        return load_settings()
+    except SettingsError:
+        return None
 
 
 def load_settings(**overrides: object) -> Settings:

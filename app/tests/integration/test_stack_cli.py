@@ -1,10 +1,7 @@
 """`cryptopred up | status | down` on real processes: tansu, PostgreSQL, MLflow and Ray."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -20,42 +17,9 @@ from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port, port_in_use
 from cryptopred.testing.haproxy import start_haproxy
 
+from .embedded_stack import run, stack_env  # noqa: F401 (a fixture)
+
 pytestmark = pytest.mark.integration
-
-CLI = [sys.executable, "-m", "cryptopred.cli"]
-
-
-@pytest.fixture
-def stack_env(tmp_path):
-    ports = {
-        name: free_port()
-        for name in (
-            "BROKER_PORT",
-            "POSTGRES_PORT",
-            "MLFLOW_PORT",
-            "RAY_PORT",
-            "RAY_DASHBOARD_PORT",
-        )
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPRED_")}
-    env.update({f"CRYPTOPRED_{k}": str(v) for k, v in ports.items()})
-    env["CRYPTOPRED_DATA_DIR"] = str(tmp_path / "data")
-    env["CRYPTOPRED_TOPIC_PARTITIONS"] = "3"
-    env["CRYPTOPRED_RAY_NUM_CPUS"] = "1"
-    env["CRYPTOPRED_START_TIMEOUT_S"] = "240"  # a loaded 2-core box starts Ray slowly
-    yield env, ports
-    subprocess.run([*CLI, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
-
-
-def run(env, *args, timeout=240):
-    return subprocess.run(
-        [*CLI, *args],
-        env=env,
-        cwd=Path(env["CRYPTOPRED_DATA_DIR"]).parent,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def http_status(url):

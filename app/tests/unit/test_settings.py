@@ -16,7 +16,10 @@ def _clean_env(monkeypatch, tmp_path):
 def test_defaults_point_at_the_embedded_stack():
     s = load_settings()
     assert s.bootstrap_servers == "127.0.0.1:9092"
-    assert s.db_url == "postgresql://postgres@127.0.0.1:5433/cryptopred"
+    # the password is in the stack's libpq password file, never in the URI
+    passfile = Path.cwd() / ".data" / "secrets" / "pgpass"
+    assert s.db_url == f"postgresql://postgres@127.0.0.1:5433/cryptopred?passfile={passfile}"
+    assert s.ray_token_path == Path.cwd() / ".data" / "ray" / "auth_token"
     assert s.mlflow_uri == "http://127.0.0.1:5000"
     assert s.ray_dashboard == "http://127.0.0.1:8265"
     assert s.pairs == list(DEFAULT_PAIRS)
@@ -35,7 +38,7 @@ def test_env_and_dotenv_are_read(monkeypatch, tmp_path):
     assert s.pairs == ["BTC/USD", "ETH/EUR"]
     assert s.candle_seconds == [60, 300]
     assert s.bootstrap_servers == "kafka:9092"
-    assert s.data_dir == Path(".data")
+    assert s.data_dir == tmp_path / ".data"  # absolute: other processes get the same folder
 
 
 @pytest.mark.parametrize(
@@ -73,3 +76,17 @@ def test_settings_environ_rebuilds_the_same_settings(monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert Settings() == original
+
+
+def test_a_bind_host_must_be_an_ip_address():
+    with pytest.raises(SettingsError, match="CRYPTOPRED_BIND_HOST: expected an IP address"):
+        load_settings(bind_host="my laptop")
+    assert load_settings(bind_host="::1").bind_host == "::1"
+
+
+def test_a_data_dir_with_spaces_keeps_the_passfile_usable(tmp_path):
+    import psycopg.conninfo
+
+    settings = load_settings(data_dir=tmp_path / "my data")
+    params = psycopg.conninfo.conninfo_to_dict(settings.db_url)
+    assert params["passfile"] == str(tmp_path / "my data" / "secrets" / "pgpass")

@@ -106,7 +106,7 @@ def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bo
     from cryptopred_ingest.actors import start_source_actor
 
     ensure_topics(settings, [TRADES, DLQ])
-    prepare_ray_auth()
+    prepare_ray_auth(settings)
     ray.init(address=settings.ray_address, ignore_reinit_error=True, configure_logging=False)
     actor = start_source_actor(spec, settings, name)
     console.print(f"actor {name!r} started")

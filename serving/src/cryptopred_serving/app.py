@@ -21,6 +21,7 @@ from ray.serve.handle import DeploymentHandle as _Handle
 
 from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
+from cryptopred.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.champions import Champion, ChampionWatcher
 from cryptopred_serving.fastpath import (
@@ -82,6 +83,7 @@ class ModelServer:
     replica (multiplexed by `<name>/<version>`), and predicts off the event loop."""
 
     def __init__(self, tracking_uri: str) -> None:
+        serve_grpc_on_node_address()
         # one 16-row window is far too small to split: a second intra-op thread only spins
         one_torch_thread()
         self._load = load_from_mlflow(tracking_uri)
@@ -117,6 +119,7 @@ class PredictionPublisher:
     """Consumes final indicator rows in a thread, predicts, publishes to Kafka and the DB."""
 
     def __init__(self, models: Handle, settings_json: str) -> None:
+        serve_grpc_on_node_address()
         self.settings = ServeSettings.model_validate_json(settings_json)
         self.watcher = _watcher(
             self.settings,
@@ -199,6 +202,7 @@ class PredictionAPI:
     before traffic switches to it); blocking DB reads and predictions run in worker threads."""
 
     def __init__(self, publisher: Handle | None, settings_json: str) -> None:
+        serve_grpc_on_node_address()
         one_torch_thread()  # as in the model server: a 16-row window is not worth two
         self.settings = ServeSettings.model_validate_json(settings_json)
         self.publisher = publisher

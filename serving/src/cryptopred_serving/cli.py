@@ -31,7 +31,7 @@ def _connect(settings: ServeSettings) -> Any:
 
     if not ray.is_initialized():
         try:
-            prepare_ray_auth()
+            prepare_ray_auth(settings)
             ray.init(address=settings.ray_gcs_address, log_to_driver=False)
         except ConnectionError as exc:
             err_console.print(

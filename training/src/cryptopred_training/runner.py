@@ -75,13 +75,13 @@ def connect_ray(settings: TrainSettings, say: Say) -> None:
 
     if ray.is_initialized():
         return
+    prepare_ray_auth(settings)
     address = choose_ray_address(settings, dict(os.environ), gcs_answers)
     if address is None:
         say(f"no Ray cluster answers at {settings.ray_gcs_address}; starting a local Ray")
         ray.init(address="local", include_dashboard=False, configure_logging=False)
     else:
         say(f"connecting to the Ray cluster at {address}")
-        prepare_ray_auth()
         ray.init(address=address, configure_logging=False)
 
 

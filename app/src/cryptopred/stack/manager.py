@@ -10,7 +10,8 @@ from cryptopred import topics
 from cryptopred.db import connect, create_schema
 from cryptopred.kafka import ensure_topics
 from cryptopred.settings import Settings
-from cryptopred.stack.parts import Part, all_parts, port_conflicts
+from cryptopred.stack.part import Part
+from cryptopred.stack.parts import all_parts, port_conflicts
 from cryptopred.stack.process import PartError
 
 Say = Callable[[str], None]

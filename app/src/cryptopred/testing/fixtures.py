@@ -17,6 +17,7 @@ import pytest
 from cryptopred.raycluster import (
     keep_workers_in_this_env,
     remove_serve_run_dir,
+    secure_local_ray,
     serve_ingress_environ,
 )
 from cryptopred.settings import Settings
@@ -84,8 +85,12 @@ def mlflow_server(base_settings: Settings) -> Iterator[Settings]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Before any test module imports ray: `make test` runs pytest under `uv run`."""
+    """Before any test module imports ray: workers in this environment (`make test` runs
+    pytest under `uv run`), and a local Ray authenticated by a token of this session only,
+    listening on 127.0.0.1 (never `~/.ray/auth_token`, which would turn authentication on for
+    the user's own clusters)."""
     keep_workers_in_this_env()
+    secure_local_ray(Path(tempfile.mkdtemp(prefix="cryptopred-test-ray-")))
 
 
 @pytest.fixture(scope="session")

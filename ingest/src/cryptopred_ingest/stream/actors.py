@@ -181,7 +181,7 @@ def connect_ray(settings: StreamSettings) -> Any:
     import ray
 
     if not ray.is_initialized():
-        prepare_ray_auth()
+        prepare_ray_auth(settings)
         ray.init(
             address=settings.ray_gcs_address,
             namespace=settings.ray_namespace,

@@ -49,6 +49,9 @@ def _join_cluster(settings: Any) -> None:
             f"no Ray cluster answers at {settings.ray_gcs_address}; start the stack with "
             "`cryptopred up`"
         )
+    from cryptopred.raycluster import prepare_ray_auth
+
+    prepare_ray_auth(settings)
     import ray
 
     ray.init(address=address, log_to_driver=False, configure_logging=False)
