@@ -20,6 +20,13 @@ from cryptopred.stack.process import PartError, last_line, stop_group
 GRAFANA_ROLE = "cryptopred_grafana"
 ADMIN_ROLE = "postgres"
 
+#: until the owner has its password (first start, or after its password file was deleted):
+#: only the owner, only from this machine's own addresses, without a password
+SETUP_HBA = """\
+# Written by cryptopred while the owner's password is being set; replaced right after.
+host    all       postgres  samehost  trust
+"""
+
 PG_HBA = """\
 # Written by cryptopred: every connection, local or TCP, authenticates with a password (scram).
 # TYPE  DATABASE  USER  ADDRESS  METHOD
@@ -95,8 +102,7 @@ class Postgres(Part):
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             self.pgdata.chmod(0o700)
         if not (self.pgdata / "PG_VERSION").exists():
-            # trust only until the first start has set the password (loopback, no unix
-            # socket); `_require_passwords` then switches every connection to scram
+            # SETUP_HBA replaces initdb's trust rules before the first start
             done = self._pg(
                 "initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", ADMIN_ROLE]
             )
@@ -104,7 +110,10 @@ class Postgres(Part):
                 raise PartError(self.name, f"initdb failed: {_tail(done.stderr or done.stdout)}")
 
     def _launch(self) -> psutil.Process:
+        new_password = not (self.settings.secrets_dir / "postgres_password").exists()
         self._prepare()
+        if new_password:  # a first start, or a rotation: `_require_passwords` sets it
+            (self.pgdata / "pg_hba.conf").write_text(SETUP_HBA)
         self._write_pgpass()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         server_log = self.pgdata / "server.log"
