@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cryptopred.stack.process import free_port
 
 CLI = [sys.executable, "-m", "cryptopred.cli"]
@@ -40,13 +38,6 @@ def stack_environ(data_dir: Path, **extra: str) -> tuple[dict[str, str], dict[st
     env["CRYPTOPRED_START_TIMEOUT_S"] = "240"  # a loaded 2-core box starts Ray slowly
     env.update(extra)
     return env, ports
-
-
-@pytest.fixture
-def stack_env(tmp_path):
-    env, ports = stack_environ(tmp_path / "data")
-    yield env, ports
-    subprocess.run([*CLI, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
 
 
 def run(env, *args, timeout=240):

@@ -2,6 +2,7 @@
 
 import json
 import socket
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -17,9 +18,16 @@ from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port, port_in_use
 from cryptopred.testing.haproxy import start_haproxy
 
-from .embedded_stack import run, stack_env  # noqa: F401 (a fixture)
+from .embedded_stack import CLI, run, stack_environ
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack_env(tmp_path):
+    env, ports = stack_environ(tmp_path / "data")
+    yield env, ports
+    subprocess.run([*CLI, "down"], env=env, cwd=tmp_path, capture_output=True, timeout=120)
 
 
 def http_status(url):

@@ -192,3 +192,33 @@ def ray_tool(name):
 def http_text(url):
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read().decode()
+
+
+def test_a_trust_data_folder_is_converted_and_passwords_rotate(tmp_path):
+    """A data folder from before passwords (initdb --auth=trust) asks for one after `up`, and
+    deleting the owner's password file gives it a new password on the next start."""
+    from cryptopred.settings import Settings
+    from cryptopred.stack.postgres import Postgres
+
+    settings = Settings(data_dir=tmp_path, postgres_port=free_port())
+    part = Postgres(settings)
+    part._prepare()  # initdb --auth=trust, as data folders were made before passwords
+    assert "trust" in (part.pgdata / "pg_hba.conf").read_text()
+    anonymous = f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
+    part.start()
+    try:
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(anonymous, connect_timeout=5)
+        assert part.healthy()
+    finally:
+        part.stop()
+    secret = settings.secrets_dir / "postgres_password"
+    old = secret.read_text()
+    secret.unlink()
+    part.start()
+    try:
+        assert part.healthy() and secret.read_text() != old
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(anonymous.replace("postgres@", f"postgres:{old}@"), connect_timeout=5)
+    finally:
+        part.stop()
