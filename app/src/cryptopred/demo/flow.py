@@ -315,6 +315,8 @@ class Demo:
     # -- what the user looks at ----------------------------------------------------------
     def urls(self) -> dict[str, str]:
         out = {"Ray dashboard": self.settings.ray_dashboard, "MLflow UI": self.settings.mlflow_uri}
+        if self.settings.ray_address is None:  # the dashboard asks for the embedded head's token
+            out["Ray token (paste it)"] = str(self.settings.ray_token_path)
         if self.base_url:
             first = pair_url(self.pairs[0])
             out = {
