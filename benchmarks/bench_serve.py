@@ -318,6 +318,7 @@ def main() -> None:
                 pairs=[PAIR],
                 candle_seconds=[60],
                 serve_port=free_port(),
+                rate_limit_per_min=0,  # one client sends every request here
                 **overrides,
             )
             started = time.perf_counter()

@@ -30,6 +30,7 @@ from cryptopred_serving.fastpath import (
     CachedLatest,
     serve_cached,
 )
+from cryptopred_serving.guard import RequestGuard, guard_requests, limits_of
 from cryptopred_serving.local_models import LocalModels, load_from_mlflow, one_torch_thread
 from cryptopred_serving.pairs import pair_to_url
 from cryptopred_serving.publisher import PublisherStage, published_tail
@@ -40,7 +41,7 @@ from cryptopred_serving.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from cryptopred_serving.settings import ServeSettings
+from cryptopred_serving.settings import ServeSettings, replica_settings_json
 from cryptopred_serving.singleflight import SingleFlight
 from cryptopred_serving.ui import chart_page, plotly_js
 
@@ -54,6 +55,8 @@ api = FastAPI(
 )
 # fresh cached `GET /v1/predictions/{pair}` answers skip FastAPI's routing (see fastpath)
 api.add_middleware(CachedLatest)
+# bounds on POSTs (API key, rate limit, body cap) before their bodies are read (see guard)
+api.add_middleware(RequestGuard)
 
 
 @api.exception_handler(ClientError)
@@ -212,6 +215,7 @@ class PredictionAPI:
         # cache misses of the hot routes: one DB read (or model call) per key at a time
         self.flights: SingleFlight[tuple[Any, ...], bytes | None] = SingleFlight()
         serve_cached(self.backend.cached_latest)
+        guard_requests(limits_of(self.settings))
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if "model_poll_s" in user_config:
@@ -260,6 +264,13 @@ class PredictionAPI:
         p = self.backend.pair(body.pair, loc=("body", "pair"))
         width = self.backend.candle_seconds(body.candle_seconds)
         if body.rows is not None:  # checked on the loop, the model run in a worker thread
+            if len(body.rows) > self.settings.max_rows_per_request:
+                raise ClientError(
+                    422,
+                    f"at most {self.settings.max_rows_per_request} rows per request "
+                    f"(CRYPTOPRED_MAX_ROWS_PER_REQUEST), got {len(body.rows)}",
+                    ("body", "rows"),
+                )
             rows = [r.model_dump() for r in body.rows]
             champion, window = self.backend.explicit_window(p, width, rows)
             forecasts = await asyncio.to_thread(self.local.predict, champion, window)
@@ -306,7 +317,7 @@ class PredictionAPI:
 def build_app(args: dict[str, Any] | None = None) -> Any:
     """The application graph; `args` override settings (e.g. `pairs`, `candle_seconds`)."""
     settings = ServeSettings(**(args or {}))
-    settings_json = settings.model_dump_json()
+    settings_json = replica_settings_json(settings)
     # the model server is the publisher's: the API predicts with its own copies (LocalModels)
     # Serve's access log writes a line per request (and per handle call) to the replica's log
     # file and stderr: about a tenth of the API's CPU per cached GET; Serve's request metrics

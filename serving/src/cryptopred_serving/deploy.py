@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from cryptopred_serving.settings import ServeSettings
+from cryptopred_serving.settings import ServeSettings, replica_settings_json
 
 
 def base_url(settings: ServeSettings) -> str:
@@ -24,7 +25,8 @@ def deploy_app(
     from cryptopred_serving.app import build_app
 
     serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
-    args: dict[str, Any] = settings.model_dump(mode="json", exclude_unset=True)
+    given = json.loads(replica_settings_json(settings))  # secrets in the clear, not masked
+    args: dict[str, Any] = {name: given[name] for name in settings.model_fields_set}
     if pairs:
         args["pairs"] = pairs
     if publisher_enabled is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+import json
+
+from pydantic import Field, SecretStr, ValidationError
 
 from cryptopred.settings import Settings, SettingsError, describe_error
 
@@ -28,7 +30,32 @@ class ServeSettings(Settings):
         None, gt=0, description="predict only rows this recent (older: history only; unset: all)"
     )
     api_replicas: int = Field(1, ge=1, description="replicas of the HTTP ingress")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body; a larger one is answered 413 unread"
+    )
+    max_rows_per_request: int = Field(
+        1000, ge=1, le=100_000, description="most indicator rows one POST /v1/predict may carry"
+    )
+    rate_limit_per_min: float = Field(
+        600.0, ge=0, description="POST requests per minute per client and API replica (0: off)"
+    )
+    rate_limit_burst: int = Field(
+        60, ge=1, description="POST requests a client may send at once before the rate applies"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="when set, POST routes need it as X-API-Key or a bearer token"
+    )
     model_replicas: int = Field(1, ge=1, description="replicas of the model server")
+
+
+def replica_settings_json(settings: ServeSettings) -> str:
+    """`settings` as JSON for the replicas, secrets in the clear (`model_dump_json` masks them)."""
+    data = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+    return json.dumps(data)
 
 
 def load_serve_settings(**overrides: object) -> ServeSettings:
