@@ -4,7 +4,7 @@ A logged model is data: the card names its format, the state file's path inside 
 its sha256, and the predictor's shape. Serving and the champion check load a registered version
 only through `read_card` and `load_state`, never by unpickling: a version without a card, of an
 unknown format, whose state file does not hash to the card's value or is not a weights-only
-state is refused with `UnknownModelFormat`. Nothing here imports mlflow.
+state is refused with `UnknownModelFormatError`. Nothing here imports mlflow.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ CARD_FILE = "cryptopred-model.json"
 CARD_ARTIFACT = "model_card"
 ARTIFACTS_DIR = "artifacts"
 CARD_PATH = f"{ARTIFACTS_DIR}/{CARD_FILE}"
+MAX_CARD_BYTES = 1 << 20
 
 
-class UnknownModelFormat(Exception):
+class UnknownModelFormatError(Exception):
     """A registered version that is not a cryptopred model of a known format."""
 
     def __init__(self, model: str, problem: str) -> None:
@@ -88,14 +89,16 @@ def write_card(predictor: PricePredictor, state_path: Path, folder: Path) -> Pat
 def _field(raw: dict[str, Any], key: str, kind: type, model: str) -> Any:
     value = raw.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise UnknownModelFormat(model, f"model card field {key!r} is missing or not {kind.__name__}")
+        raise UnknownModelFormatError(
+            model, f"model card field {key!r} is missing or not {kind.__name__}"
+        )
     return value
 
 
 def _int_list(raw: dict[str, Any], key: str, model: str) -> tuple[int, ...]:
     values = _field(raw, key, list, model)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise UnknownModelFormat(model, f"model card field {key!r} is not a list of integers")
+        raise UnknownModelFormatError(model, f"model card field {key!r} is not a list of integers")
     return tuple(values)
 
 
@@ -103,7 +106,9 @@ def _relative_path(value: str, model: str) -> str:
     """A plain path inside the model folder (no absolute path, no `..`)."""
     path = PurePosixPath(value)
     if path.is_absolute() or not path.parts or ".." in path.parts or "\\" in value:
-        raise UnknownModelFormat(model, f"model card predictor_path {value!r} leaves the model")
+        raise UnknownModelFormatError(
+            model, f"model card predictor_path {value!r} leaves the model"
+        )
     return path.as_posix()
 
 
@@ -112,19 +117,21 @@ def parse_card(text: str, model: str) -> ModelCard:
     try:
         raw = json.loads(text)
     except ValueError as exc:
-        raise UnknownModelFormat(model, f"model card is not JSON ({exc})") from None
+        raise UnknownModelFormatError(model, f"model card is not JSON ({exc})") from None
     if not isinstance(raw, dict):
-        raise UnknownModelFormat(model, "model card is not a JSON object")
+        raise UnknownModelFormatError(model, "model card is not a JSON object")
     if raw.get("format") != FORMAT_NAME:
-        raise UnknownModelFormat(model, f"unknown format {raw.get('format')!r}")
+        raise UnknownModelFormatError(model, f"unknown format {raw.get('format')!r}")
     version = raw.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise UnknownModelFormat(model, f"unknown format version {version!r}")
+        raise UnknownModelFormatError(model, f"unknown format version {version!r}")
     if version not in KNOWN_FORMAT_VERSIONS:
-        raise UnknownModelFormat(model, f"unknown format version {version}")
+        raise UnknownModelFormatError(model, f"unknown format version {version}")
     columns = _field(raw, "feature_columns", list, model)
     if not all(isinstance(c, str) for c in columns):
-        raise UnknownModelFormat(model, "model card field 'feature_columns' is not a list of names")
+        raise UnknownModelFormatError(
+            model, "model card field 'feature_columns' is not a list of names"
+        )
     return ModelCard(
         predictor_path=_relative_path(_field(raw, "predictor_path", str, model), model),
         predictor_sha256=_field(raw, "predictor_sha256", str, model).lower(),
@@ -138,7 +145,9 @@ def parse_card(text: str, model: str) -> ModelCard:
 def read_card(path: Path, model: str) -> ModelCard:
     """The card file at `path` (downloaded from the model), checked by `parse_card`."""
     if not path.is_file():
-        raise UnknownModelFormat(model, f"no model card ({CARD_PATH})")
+        raise UnknownModelFormatError(model, f"no model card ({CARD_PATH})")
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise UnknownModelFormatError(model, f"model card is larger than {MAX_CARD_BYTES} bytes")
     return parse_card(path.read_text(encoding="utf-8", errors="replace"), model)
 
 
@@ -146,21 +155,21 @@ def load_state(card: ModelCard, state_path: Path, model: str) -> PricePredictor:
     """The predictor in `state_path` if it hashes to the card's sha256, loads as a
     weights-only state and has the card's shape."""
     if not state_path.is_file():
-        raise UnknownModelFormat(model, f"no state file {card.predictor_path}")
+        raise UnknownModelFormatError(model, f"no state file {card.predictor_path}")
     actual = sha256_of(state_path)
     if actual != card.predictor_sha256:
-        raise UnknownModelFormat(
+        raise UnknownModelFormatError(
             model,
             f"sha256 of {card.predictor_path} is {actual}, the card says {card.predictor_sha256}",
         )
     try:
         predictor = PricePredictor.load(state_path)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise UnknownModelFormat(
+        raise UnknownModelFormatError(
             model, f"{card.predictor_path} is not a weights-only state ({exc})"
         ) from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise UnknownModelFormat(
+        raise UnknownModelFormatError(
             model, f"{card.predictor_path} is not a predictor state ({exc!r})"
         ) from None
     shape = {
@@ -171,7 +180,7 @@ def load_state(card: ModelCard, state_path: Path, model: str) -> PricePredictor:
     }
     for key, (state_value, card_value) in shape.items():
         if state_value != card_value:
-            raise UnknownModelFormat(
+            raise UnknownModelFormatError(
                 model, f"{key} of the state ({state_value}) differs from the card ({card_value})"
             )
     return predictor

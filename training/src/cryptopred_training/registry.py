@@ -4,7 +4,7 @@
 (`model_card.read_card`), downloads the one state file the card names and loads it weights-only
 (`model_card.load_state`). It never calls `mlflow.pyfunc.load_model`, so no code stored in the
 registry runs; a version that is not a cryptopred model of a known format raises
-`UnknownModelFormat` naming `<name>/<version>`.
+`UnknownModelFormatError` naming `<name>/<version>`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cryptopred_training.model_card import (
-    ARTIFACTS_DIR,
-    CARD_FILE,
     CARD_PATH,
-    UnknownModelFormat,
+    UnknownModelFormatError,
     load_state,
     read_card,
 )
@@ -31,14 +29,15 @@ def _client(tracking_uri: str) -> Any:
 
 
 def _download(repo: Any, path: str, folder: Path, model: str) -> Path:
-    """`path` of the model, downloaded into `folder`; UnknownModelFormat when it is absent."""
+    """`path` of the model, downloaded into `folder`; UnknownModelFormatError when it is absent."""
     parent = str(PurePosixPath(path).parent)
     listed = {
-        info.path.rsplit("/", 1)[-1] for info in repo.list_artifacts(None if parent == "." else parent)
+        info.path.rsplit("/", 1)[-1]
+        for info in repo.list_artifacts(None if parent == "." else parent)
     }
     if PurePosixPath(path).name not in listed:
         problem = f"no model card ({CARD_PATH})" if path == CARD_PATH else f"no file {path}"
-        raise UnknownModelFormat(model, problem)
+        raise UnknownModelFormatError(model, problem)
     folder.mkdir()
     return Path(repo.download_artifacts(path, dst_path=str(folder)))
 
@@ -64,12 +63,3 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
         return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
-
-
-__all__ = [
-    "ARTIFACTS_DIR",
-    "CARD_FILE",
-    "UnknownModelFormat",
-    "alias_version",
-    "load_registered_predictor",
-]

@@ -15,7 +15,7 @@ from cryptopred_training.model_card import (
     CARD_PATH,
     FORMAT_NAME,
     FORMAT_VERSION,
-    UnknownModelFormat,
+    UnknownModelFormatError,
     load_model_dir,
     write_card,
 )
@@ -85,7 +85,7 @@ def test_a_good_card_loads_the_predictor_it_describes(model_dir: Path) -> None:
 def test_a_model_without_a_card_is_refused(model_dir: Path) -> None:
     (model_dir / CARD_PATH).unlink()
     (model_dir / "python_model.pkl").write_bytes(pickle.dumps(Marker(model_dir / "marker")))
-    with pytest.raises(UnknownModelFormat, match=f"{MODEL} .*no model card") as err:
+    with pytest.raises(UnknownModelFormatError, match=f"{MODEL} .*no model card") as err:
         load_model_dir(model_dir, MODEL)
     assert err.value.model == MODEL
     assert not (model_dir / "marker").exists()
@@ -108,21 +108,21 @@ def test_a_card_that_does_not_fit_is_refused(
     model_dir: Path, changes: dict[str, object], words: str
 ) -> None:
     _rewrite(model_dir, **changes)
-    with pytest.raises(UnknownModelFormat, match=MODEL) as err:
+    with pytest.raises(UnknownModelFormatError, match=MODEL) as err:
         load_model_dir(model_dir, MODEL)
     assert words in str(err.value)
 
 
 def test_a_card_that_is_not_json_is_refused(model_dir: Path) -> None:
     (model_dir / CARD_PATH).write_text("{not json")
-    with pytest.raises(UnknownModelFormat, match="model card is not"):
+    with pytest.raises(UnknownModelFormatError, match="model card is not"):
         load_model_dir(model_dir, MODEL)
 
 
 def test_a_changed_state_file_fails_the_hash_check(model_dir: Path) -> None:
     state = model_dir / "artifacts" / "predictor.pt"
     state.write_bytes(state.read_bytes() + b"\0")
-    with pytest.raises(UnknownModelFormat, match="sha256 of artifacts/predictor.pt"):
+    with pytest.raises(UnknownModelFormatError, match=r"sha256 of artifacts/predictor\.pt"):
         load_model_dir(model_dir, MODEL)
 
 
@@ -132,6 +132,6 @@ def test_a_pickled_state_is_refused_without_running_it(model_dir: Path) -> None:
     state = model_dir / "artifacts" / "predictor.pt"
     torch.save({"spec": Marker(marker)}, state)
     _rewrite(model_dir, predictor_sha256=hashlib.sha256(state.read_bytes()).hexdigest())
-    with pytest.raises(UnknownModelFormat, match="not a weights-only state"):
+    with pytest.raises(UnknownModelFormatError, match="not a weights-only state"):
         load_model_dir(model_dir, MODEL)
     assert not marker.exists()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cryptopred_training.mlflow_model import log_price_model
-from cryptopred_training.model_card import CARD_PATH, UnknownModelFormat
+from cryptopred_training.model_card import CARD_PATH, UnknownModelFormatError
 from cryptopred_training.registry import alias_version, load_registered_predictor
 from cryptopred_training.source import COLUMNS
 from cryptopred_training.synthetic import synthetic_indicator_frame
@@ -57,8 +57,11 @@ def test_a_logged_model_has_no_pickle_and_loads_both_ways(tracking, tmp_path: Pa
     info = _log(experiment, tmp_path, "U-USD-60s")
     version = str(info.registered_model_version)
     root = MlflowClient(uri, uri).get_model_version_download_uri("U-USD-60s", version)
-    files = {p.relative_to(Path(root.removeprefix("file://"))).as_posix() for p in
-             Path(root.removeprefix("file://")).rglob("*") if p.is_file()}
+    files = {
+        p.relative_to(Path(root.removeprefix("file://"))).as_posix()
+        for p in Path(root.removeprefix("file://")).rglob("*")
+        if p.is_file()
+    }
     assert "python_model.pkl" not in files and not any(f.endswith(".pkl") for f in files)
     assert {CARD_PATH, "artifacts/predictor.pt", "pyfunc_code.py"} <= files
 
@@ -89,6 +92,6 @@ def test_a_version_without_a_card_is_refused_unread(tracking, tmp_path: Path) ->
     client.set_registered_model_alias("P-USD-60s", "champion", version)
     assert alias_version(uri, "P-USD-60s", "champion") == str(version)
     assert alias_version(uri, "P-USD-60s", "nothing") is None
-    with pytest.raises(UnknownModelFormat, match=rf"P-USD-60s/{version} .*no model card"):
+    with pytest.raises(UnknownModelFormatError, match=rf"P-USD-60s/{version} .*no model card"):
         load_registered_predictor(uri, "P-USD-60s", str(version))
     assert not marker.exists()
