@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cryptopred_training.champion import load_champion
 from cryptopred_training.mlflow_model import log_price_model
 from cryptopred_training.model_card import CARD_PATH, UnknownModelFormatError
 from cryptopred_training.registry import alias_version, load_registered_predictor
@@ -68,6 +69,10 @@ def test_a_logged_model_has_no_pickle_and_loads_both_ways(tracking, tmp_path: Pa
     rows = synthetic_indicator_frame(40, seed=1).to_dict("records")
     expected = small_predictor().predict_records(rows)
     assert load_registered_predictor(uri, "U-USD-60s", version).predict_records(rows) == expected
+    assert load_champion(uri, "U-USD-60s") is None  # no alias yet
+    MlflowClient(uri, uri).set_registered_model_alias("U-USD-60s", "champion", version)
+    champion = load_champion(uri, "U-USD-60s")
+    assert champion is not None and champion.predict_records(rows) == expected
     pyfunc = mlflow.pyfunc.load_model(f"models:/U-USD-60s/{version}")
     closes = pyfunc.predict(synthetic_indicator_frame(40, seed=1))["predicted_close"].tolist()
     assert closes == pytest.approx([r["predicted_close"] for r in expected])
@@ -94,4 +99,5 @@ def test_a_version_without_a_card_is_refused_unread(tracking, tmp_path: Path) ->
     assert alias_version(uri, "P-USD-60s", "nothing") is None
     with pytest.raises(UnknownModelFormatError, match=rf"P-USD-60s/{version} .*no model card"):
         load_registered_predictor(uri, "P-USD-60s", str(version))
+    assert load_champion(uri, "P-USD-60s") is None  # refused, so not compared
     assert not marker.exists()
