@@ -31,18 +31,15 @@ def one_torch_thread() -> None:
 
 
 def load_from_mlflow(tracking_uri: str) -> Loader:
-    """A loader of `models:/<name>/<version>` as its `PricePredictor` (no pyfunc wrapper)."""
+    """A loader of model version `<name>/<version>` as its `PricePredictor`, from the version's
+    model card and state file only (`cryptopred_training.registry`; no pyfunc, no unpickling).
+    A version that is not a cryptopred model of a known format raises `UnknownModelFormatError`,
+    which the callers treat as any failed load: the champion stays the version loaded before."""
 
     def load(champion: Champion) -> Any:
-        import mlflow
+        from cryptopred_training.registry import load_registered_predictor
 
-        from cryptopred_training.mlflow_model import unwrap_predictor
-
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        return unwrap_predictor(
-            mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
-        )
+        return load_registered_predictor(tracking_uri, champion.name, champion.version)
 
     return load
 

@@ -1,4 +1,5 @@
-"""The current champion, loaded with mlflow.pyfunc and scored on the new run's test split."""
+"""The current champion, loaded as data (model card and state file, see `registry`) and scored
+on the new run's test split."""
 
 from __future__ import annotations
 
@@ -50,23 +51,20 @@ def predictor_test_mae(
 
 
 def load_champion(tracking_uri: str, name: str) -> PricePredictor | None:
-    """`models:/<name>@champion` as a PricePredictor, or None when there is no champion yet."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    """`<name>@champion` as a PricePredictor, or None when there is no champion yet or it is
+    not a cryptopred model of a known format (then it is not compared)."""
+    from cryptopred_training.model_card import UnknownModelFormatError
+    from cryptopred_training.registry import alias_version, load_registered_predictor
 
-    from cryptopred_training.mlflow_model import PricePredictorModel
-
-    mlflow.set_tracking_uri(tracking_uri)
+    version = alias_version(tracking_uri, name, "champion")
+    if version is None:
+        log.info("no champion of %s to compare with", name)
+        return None
     try:
-        loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    except MlflowException as exc:
-        log.info("no champion of %s to compare with (%s)", name, exc.error_code)
+        return load_registered_predictor(tracking_uri, name, version)
+    except UnknownModelFormatError as exc:
+        log.warning("the champion is not compared: %s", exc)
         return None
-    wrapper = loaded.unwrap_python_model()
-    if not isinstance(wrapper, PricePredictorModel) or wrapper.predictor is None:
-        log.warning("the champion of %s is not a PricePredictorModel; not compared", name)
-        return None
-    return wrapper.predictor
 
 
 def champion_test_mae(

@@ -1,4 +1,10 @@
-"""The MLflow pyfunc wrapper of PricePredictor (importable wherever the package is installed).
+"""The MLflow pyfunc model of PricePredictor, logged as code plus data.
+
+`log_price_model` logs the model "from code": the model is `pyfunc_code.py` (which calls
+`mlflow.models.set_model(PricePredictorModel())`), its artifacts the predictor state file
+(`predictor`, weights only) and the model card (`model_card`, see `model_card`). No pickled
+Python object is written, so `mlflow.pyfunc.load_model` of a version needs the cryptopred
+package installed and unpickles nothing; serving loads versions without pyfunc (`registry`).
 
 Input: a DataFrame with the IndicatorRow columns, at least `window_steps` rows, any order.
 Output: PricePredictor.predict's DataFrame (OUTPUT_COLUMNS), one row per horizon.
@@ -15,6 +21,7 @@ from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 from cryptopred_training.predictor import PricePredictor
 
 PREDICTOR_ARTIFACT = "predictor"
+CODE_PATH = Path(__file__).with_name("pyfunc_code.py")
 
 
 class PricePredictorModel(PythonModel):  # type: ignore[misc]
@@ -38,14 +45,30 @@ class PricePredictorModel(PythonModel):  # type: ignore[misc]
         return self.predictor.predict(pd.DataFrame(model_input))
 
 
-def unwrap_predictor(pyfunc_model: Any) -> PricePredictor:
-    """The PricePredictor inside a model loaded with `mlflow.pyfunc.load_model`.
+def log_price_model(
+    predictor: PricePredictor,
+    folder: Path,
+    *,
+    artifact_name: str,
+    example: pd.DataFrame,
+    pip_requirements: list[str],
+    registered_model_name: str | None,
+) -> Any:
+    """Log `predictor` into the active run (state file and card written to `folder` first);
+    MLflow's ModelInfo. Registered as `registered_model_name` when given."""
+    import mlflow
+    from mlflow.models import infer_signature
 
-    Serving calls its `predict_records` directly: MLflow's per-call schema enforcement and
-    the DataFrame round trip cost more than the transformer itself on a 16-row window, and
-    the API validates its rows already.
-    """
-    python_model = pyfunc_model.unwrap_python_model()
-    if not isinstance(python_model, PricePredictorModel) or python_model.predictor is None:
-        raise TypeError(f"not a loaded cryptopred price model: {type(python_model).__name__}")
-    return python_model.predictor
+    from cryptopred_training.model_card import CARD_ARTIFACT, write_card
+
+    state_path = predictor.save(folder / "predictor.pt")
+    card_path = write_card(predictor, state_path, folder)
+    return mlflow.pyfunc.log_model(
+        name=artifact_name,
+        python_model=str(CODE_PATH),
+        artifacts={PREDICTOR_ARTIFACT: str(state_path), CARD_ARTIFACT: str(card_path)},
+        signature=infer_signature(example, predictor.predict(example)),
+        input_example=example,
+        pip_requirements=pip_requirements,
+        registered_model_name=registered_model_name,
+    )

@@ -1,7 +1,8 @@
 """A plain-Python predictor holding everything needed to forecast from recent indicator rows.
 
-MLflow's pyfunc wrapper (written elsewhere) loads `PricePredictor.load(path)` in
-`load_context` and calls `predict(frame)`; nothing here imports mlflow.
+MLflow's pyfunc wrapper (`mlflow_model`) loads `PricePredictor.load(path)` in `load_context`
+and calls `predict(frame)`; serving loads it through `registry` after checking the model card.
+Nothing here imports mlflow.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Layout: experiment = registered model name (`BTC-USD-60s`); run params (TrainConfig, pair,
 data range, Ray scaling, promotion reason), per-epoch metrics (step = epoch), evaluation
 metrics `test_<model>_<metric>` and `wf_<model>_<metric>`, artifacts `data_validation.json`,
-`plots/*.png` and the model `model`; version tags and alias `champion` or `challenger`.
+`plots/*.png` and the model `model` (logged from code with its state file and model card, see
+`mlflow_model`); version tags and alias `champion` or `challenger`.
 """
 
 from __future__ import annotations
@@ -87,10 +88,9 @@ def log_training(
 ) -> LoggedModel:
     """Log the run and the model, register it as `name` and set its tags and alias."""
     import mlflow
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
+    from cryptopred_training.mlflow_model import log_price_model
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(name)
@@ -159,15 +159,13 @@ def log_training(
                 config.horizon_seconds,
             )
             mlflow.log_artifacts(str(plots), "plots")
-            state_path = outcome.predictor.save(Path(folder) / "predictor.pt")
-            example = input_example(frame, config.window_steps)
-            signature = infer_signature(example, outcome.predictor.predict(example))
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                python_model=PricePredictorModel(),
-                artifacts={PREDICTOR_ARTIFACT: str(state_path)},
-                signature=signature,
-                input_example=example,
+            model_folder = Path(folder) / "model"
+            model_folder.mkdir()
+            info = log_price_model(
+                outcome.predictor,
+                model_folder,
+                artifact_name=MODEL_ARTIFACT,
+                example=input_example(frame, config.window_steps),
                 pip_requirements=_requirements(),
                 registered_model_name=name,
             )

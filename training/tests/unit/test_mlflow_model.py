@@ -11,11 +11,7 @@ import pytest
 
 from cryptopred_training.champion import predictor_test_mae
 from cryptopred_training.config import TrainConfig
-from cryptopred_training.mlflow_model import (
-    PREDICTOR_ARTIFACT,
-    PricePredictorModel,
-    unwrap_predictor,
-)
+from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
 from cryptopred_training.pipeline import prepare_data, run_training
 from cryptopred_training.predictor import OUTPUT_COLUMNS
 from cryptopred_training.synthetic import synthetic_indicator_frame
@@ -64,20 +60,6 @@ def test_defining_the_wrapper_raises_no_mlflow_warning() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "type hint" not in done.stdout.lower(), done.stdout
-
-
-def test_unwrap_predictor_finds_the_loaded_predictor(trained, tmp_path: Path) -> None:
-    _, outcome = trained
-    model = PricePredictorModel()
-    model.load_context(
-        SimpleNamespace(artifacts={PREDICTOR_ARTIFACT: str(outcome.predictor.save(tmp_path / "p"))})
-    )
-    loaded = SimpleNamespace(unwrap_python_model=lambda: model)
-    assert unwrap_predictor(loaded) is model.predictor
-    with pytest.raises(TypeError, match="not a loaded cryptopred price model: object"):
-        unwrap_predictor(SimpleNamespace(unwrap_python_model=object))
-    with pytest.raises(TypeError, match="PricePredictorModel"):
-        unwrap_predictor(SimpleNamespace(unwrap_python_model=PricePredictorModel))
 
 
 def test_champion_scoring_matches_the_pipeline_on_the_same_split(trained) -> None:
