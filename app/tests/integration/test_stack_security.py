@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -162,6 +163,31 @@ def test_the_documented_ray_commands_work_as_written(stack):
         time.sleep(2)
     stopped = run(env, "stream", "stop")
     assert stopped.returncode == 0, stopped.stderr
+
+    # `ray job logs <submission id>` with the same one-line environment
+    submission = re.search(r"Job '(raysubmit_\w+)' submitted successfully", output)
+    assert submission, output[-2000:]
+    logs = subprocess.run(
+        ["bash", "-c", f'eval "$(cryptopred env)" && ray job logs {submission.group(1)}'],
+        env={**env, "PATH": f"{venv_bin}:{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert logs.returncode == 0 and "running stream-sink-0" in logs.stdout, logs.stderr[-2000:]
+
+
+def test_the_dashboard_api_wants_the_token(stack):
+    """What the dashboard's pages call: refused without the token, answered with it."""
+    _, _, client, _ = stack
+    url = f"{client['RAY_API_SERVER_ADDRESS']}/api/jobs/"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code in (401, 403)
+    token = Path(client["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200 and isinstance(json.loads(resp.read()), list)
 
 
 def documented_ray_lines():
