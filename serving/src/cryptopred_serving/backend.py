@@ -231,7 +231,8 @@ class Backend:
         own rows go through `explicit_window` and `answer`, the model awaited in between.)"""
         champion = self.champion(pair, candle_seconds)
         need = champion.window_steps
-        rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need)
+        # one row more than the window: its close is the first row's previous close (ret_1)
+        rows = self.db.run(queries.recent_indicator_rows, pair, candle_seconds, need + 1)
         cached = self._predicted.get((pair, candle_seconds))
         if (
             cached is not None
@@ -280,7 +281,8 @@ class Backend:
                 f"need at least {need} indicator rows (the model's window), got {len(rows)}",
                 loc,
             )
-        return sorted(rows, key=lambda r: int(r["window_start_ms"]))[-need:]
+        # the window and, when given, the row before it (the model's `context_steps`)
+        return sorted(rows, key=lambda r: int(r["window_start_ms"]))[-(need + 1) :]
 
     @staticmethod
     def answer(

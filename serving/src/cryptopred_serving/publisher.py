@@ -145,7 +145,8 @@ class PublisherStage(Stage):
         predictions = list(published.values())
         self.reused_published += len(predictions)
         if not published or not set(champion.horizon_seconds) <= published.keys():
-            window = [to_dict(r) for r in list(history)[-champion.window_steps :]]
+            # the window and the row before it (its close is the first row's previous close)
+            window = [to_dict(r) for r in list(history)[-(champion.window_steps + 1) :]]
             for forecast in self.predict(champion, window):
                 if int(forecast["horizon_seconds"]) in published:
                     continue

@@ -67,10 +67,18 @@ class PricePredictor:
     def window_steps(self) -> int:
         return self.spec.window_steps
 
+    @property
+    def context_steps(self) -> int:
+        """Rows the features of a window come from: the window and the row before it, whose
+        close is the first row's previous close (`ret_1`), as in training. With only
+        `window_steps` rows the first row's `ret_1` is log(close/open) instead."""
+        return self.spec.window_steps + 1
+
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """One row per horizon from the last >= window_steps indicator rows (any order)."""
+        """One row per horizon from the last >= window_steps indicator rows (any order); give
+        `context_steps` rows for exactly the features training computed for that window."""
         self._check_length(len(frame))
-        rows = frame.sort_values("window_start_ms").iloc[-self.window_steps :]
+        rows = frame.sort_values("window_start_ms").iloc[-self.context_steps :]
         forecasts = self._forecast(lambda column: frame_column(rows, column))
         return pd.DataFrame(forecasts, columns=list(OUTPUT_COLUMNS))
 
@@ -78,7 +86,7 @@ class PricePredictor:
         """`predict` on indicator rows given as mappings (the HTTP API's and the DB's rows),
         without a DataFrame: the same numbers, one dict per horizon."""
         self._check_length(len(records))
-        rows = sorted(records, key=lambda row: int(row["window_start_ms"]))[-self.window_steps :]
+        rows = sorted(records, key=lambda row: int(row["window_start_ms"]))[-self.context_steps :]
         forecasts = self._forecast(lambda column: records_column(rows, column))
         columns = list(forecasts.values())
         return [dict(zip(forecasts, values, strict=True)) for values in zip(*columns, strict=True)]
@@ -93,6 +101,7 @@ class PricePredictor:
         """OUTPUT_COLUMNS as lists of plain numbers, from the window's columns."""
         arrays = feature_arrays(column)
         features = np.column_stack([arrays[name] for name in self.feature_columns])
+        features = features[-self.window_steps :]  # the row before the window gave ret_1 only
         x = torch.from_numpy(self.normalizer.transform(features)).unsqueeze(0)
         with torch.no_grad():
             scaled = self.model(x)[0].numpy().astype(np.float64)

@@ -76,3 +76,36 @@ def test_records_give_the_same_forecasts_as_the_frame(predictor, frame):
 def test_records_too_few_rows_names_the_required_length(predictor, frame):
     with pytest.raises(ValueError, match="need at least 20 indicator rows"):
         predictor.predict_records(frame.tail(19).to_dict("records"))
+
+
+def test_served_forecasts_equal_trainings_when_opens_differ_from_previous_closes(predictor):
+    """Real candles open away from the previous close (gaps, the first trade's price): the
+    window's first `ret_1` must come from the previous row's close, as in training."""
+    import torch
+
+    from cryptopred_training.features import compute_features
+
+    frame = synthetic_indicator_frame(120, seed=9)
+    rng = np.random.default_rng(1)
+    frame["open"] = frame["close"].shift(1) * np.exp(rng.normal(0, 0.002, len(frame)))
+    frame.loc[frame.index[0], "open"] = frame["close"].iloc[0]
+    steps = predictor.window_steps
+    features = compute_features(frame).to_numpy(dtype=np.float64)  # as training computes them
+    for end in (60, 119):
+        window = features[end - steps + 1 : end + 1]
+        x = torch.from_numpy(predictor.normalizer.transform(window)).unsqueeze(0)
+        with torch.no_grad():
+            trained = predictor.model(x)[0].numpy()[:, 1] * predictor.normalizer.target_scale
+        records = frame.iloc[: end + 1].to_dict("records")
+        served = [f["predicted_return"] for f in predictor.predict_records(records)]
+        assert np.allclose(served, trained, rtol=1e-9, atol=0)
+        from_frame = predictor.predict(frame.iloc[: end + 1])["predicted_return"].to_numpy()
+        assert np.allclose(from_frame, trained, rtol=1e-9, atol=0)
+    # with the window's rows only, the first ret_1 is log(close/open): not training's numbers
+    only_window = frame.iloc[119 - steps + 1 : 120].to_dict("records")
+    assert not np.allclose(
+        [f["predicted_return"] for f in predictor.predict_records(only_window)],
+        trained,
+        rtol=1e-9,
+        atol=0,
+    )
