@@ -38,6 +38,7 @@ from cryptopred_training.models.transformer import (
 )
 from cryptopred_training.predictor import PricePredictor
 from cryptopred_training.promotion import PromotionDecision, decide_promotion
+from cryptopred_training.scores import compare_to_baselines, quantile_scores
 from cryptopred_training.steps import EpochReport, FitResult, fit
 
 # fit(model, train, validation, config, on_epoch) -> FitResult; a Ray Train fit has this shape.
@@ -166,12 +167,24 @@ def predict_returns(
 def score_models(
     models: TrainedModels, data: PreparedData, ends: IndexArray, config: TrainConfig
 ) -> ModelMetrics:
-    """forecast_metrics of every model at the given window ends."""
+    """forecast_metrics and quantile_scores of every model at the given window ends; the
+    transformer's also hold its skill and Diebold-Mariano test against each baseline."""
     predicted = predict_returns(models, data, ends, config)
-    return {
-        name: forecast_metrics(data.close[ends], data.targets[ends], p, config.horizon_seconds)
+    actual = data.targets[ends]
+    metrics = {
+        name: forecast_metrics(data.close[ends], actual, p, config.horizon_seconds)
+        | quantile_scores(actual, p, config.quantiles, config.horizon_seconds)
         for name, p in predicted.items()
     }
+    metrics["transformer"] |= compare_to_baselines(
+        actual,
+        predicted,
+        config.quantiles,
+        horizon_steps(config.horizon_seconds, config.candle_seconds),
+        config.horizon_seconds,
+        candidate="transformer",
+    )
+    return metrics
 
 
 def fold_fitter(
