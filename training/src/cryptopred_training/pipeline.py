@@ -36,6 +36,7 @@ from cryptopred_training.models.transformer import (
     TransformerSpec,
     build_transformer,
 )
+from cryptopred_training.models.volatility import VolatilityBaselines
 from cryptopred_training.predictor import PricePredictor
 from cryptopred_training.promotion import PromotionDecision, decide_promotion
 from cryptopred_training.scores import compare_to_baselines, quantile_scores
@@ -95,6 +96,7 @@ class TrainedModels:
     persistence: PersistenceModel
     ridge: RidgeModel
     fit_result: FitResult
+    volatility: VolatilityBaselines
 
 
 def fit_normalizer(data: PreparedData, train_ends: IndexArray) -> Normalizer:
@@ -141,7 +143,10 @@ def train_models(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         result = fitter(model, train, validation, config, on_epoch)
-    return TrainedModels(model, normalizer, persistence, ridge, result)
+    volatility = VolatilityBaselines.fit(
+        data.close, train_ends, y_train, data.steps, config.quantiles
+    )
+    return TrainedModels(model, normalizer, persistence, ridge, result, volatility)
 
 
 def predict_returns(
@@ -161,6 +166,7 @@ def predict_returns(
         "transformer": np.concatenate(chunks) * scale,
         "persistence": models.persistence.predict(len(ends)),
         "ridge": models.ridge.predict(ridge_inputs(source.features, ends, config.ridge_steps)),
+        **models.volatility.predict(data.close, ends),
     }
 
 
