@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import email.message
 import json
+import math
 from itertools import islice
 from typing import Any
 
@@ -89,9 +90,12 @@ def _check_keys(value: Any, model: type[BaseModel], loc: tuple[str | int, ...]) 
 
 
 def _small(value: Any) -> bool:
+    """Whether an error may echo `value`: short, and JSON (no NaN or infinity)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
     return (
         value is None
-        or isinstance(value, bool | int | float)
+        or isinstance(value, bool | int)
         or (isinstance(value, str) and len(value) <= 200)
     )
 
