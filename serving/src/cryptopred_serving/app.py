@@ -23,6 +23,7 @@ from cryptopred.pipeline.runner import StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
+from cryptopred_serving.bodies import predict_body_openapi, read_predict
 from cryptopred_serving.champions import Champion, ChampionWatcher
 from cryptopred_serving.fastpath import (
     CANDLE_SECONDS_MAX,
@@ -259,30 +260,28 @@ class PredictionAPI:
             body = await self.flights.run(("latest", *key), partial(self.backend.latest, key))
         return Response(body, media_type="application/json")
 
-    @api.post("/v1/predict", response_model=PredictResponse)
-    async def predict(self, body: PredictRequest) -> Response:
+    # the body is read by `read_predict` (bounded steps on the loop), not by FastAPI
+    @api.post("/v1/predict", response_model=PredictResponse, openapi_extra=predict_body_openapi())
+    async def predict(self, request: Request) -> Response:
+        body = await read_predict(request, self.settings.max_rows_per_request)
         p = self.backend.pair(body.pair, loc=("body", "pair"))
         width = self.backend.candle_seconds(body.candle_seconds)
-        if body.rows is not None:  # checked on the loop, the model run in a worker thread
-            if len(body.rows) > self.settings.max_rows_per_request:
-                raise ClientError(
-                    422,
-                    f"at most {self.settings.max_rows_per_request} rows per request "
-                    f"(CRYPTOPRED_MAX_ROWS_PER_REQUEST), got {len(body.rows)}",
-                    ("body", "rows"),
-                )
-            rows = [r.model_dump() for r in body.rows]
-            champion, window = self.backend.explicit_window(p, width, rows)
-            forecasts = await asyncio.to_thread(self.local.predict, champion, window)
-            return Response(
-                self.backend.answer(p, width, champion, forecasts), media_type="application/json"
-            )
+        if body.rows is not None:  # windowed and predicted in a worker thread
+            made = await asyncio.to_thread(self._predict_rows, p, width, body)
+            return Response(made, media_type="application/json")
         answer = self.backend.cached_prediction(p, width)
         if answer is None:
             answer = await self.flights.run(
                 ("predict", p, width), partial(self.backend.predict_latest, p, width)
             )
         return Response(answer, media_type="application/json")
+
+    def _predict_rows(self, pair: str, candle_seconds: int, body: PredictRequest) -> bytes:
+        """The answer to a request with its own rows (blocking: the model runs here)."""
+        rows = [r.model_dump() for r in body.rows or ()]
+        champion, window = self.backend.explicit_window(pair, candle_seconds, rows)
+        forecasts = self.local.predict(champion, window)
+        return self.backend.answer(pair, candle_seconds, champion, forecasts)
 
     @api.get("/v1/metrics/live", response_model=list[LiveMetric])
     def live(

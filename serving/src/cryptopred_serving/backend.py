@@ -255,7 +255,7 @@ class Backend:
         self, pair: str, candle_seconds: int, rows: list[dict[str, Any]]
     ) -> tuple[Champion, list[dict[str, Any]]]:
         """The champion and the model's window from a request's own rows, checked (422 naming
-        the row or the required length); cheap enough for the event loop."""
+        the row or the required length)."""
         champion = self.champion(pair, candle_seconds)
         for i, row in enumerate(rows):
             if row["pair"] != pair or row["candle_seconds"] != candle_seconds:

@@ -53,7 +53,8 @@ class PredictRequest(BaseModel):
 
     pair: str = Field(min_length=3, max_length=21, examples=["BTC/USD"])
     candle_seconds: int = Field(60, ge=1, le=86_400)
-    # the setting max_rows_per_request (checked by the route) is the limit; this is its ceiling
+    # the setting max_rows_per_request (checked by bodies.validate_predict) is the limit;
+    # this is its ceiling
     rows: list[IndicatorRowIn] | None = Field(None, max_length=100_000)
 
 

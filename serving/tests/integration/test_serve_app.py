@@ -63,7 +63,8 @@ def served(postgres, mlflow_server, ray_session, tmp_path_factory):
             "model_poll_s": 1.0,
             "latest_cache_ms": 0,
             "publisher_group": "srv-publisher",
-            # the hot-swap test posts thousands of requests from one client (bounds have theirs)
+            # one client sends POSTs back to back while a champion is promoted (as the
+            # benchmark does); the rate limit has its own test (test_http_bounds)
             "rate_limit_per_min": 0,
         }
         kafka = base.model_copy(update={"kafka_bootstrap": broker.address})
