@@ -150,7 +150,12 @@ def _soak(s, broker, live, feed):
         assert rows and all(r.get("running") for r in rows.values()), rows
         restarts = {name: r.get("restarts") for name, r in rows.items()}
         assert all((n or 0) >= 1 for n in restarts.values()), restarts
-        assert "soak" in str(rows["stream-indicators-0"].get("last_error")), rows
+        indicators = rows["stream-indicators-0"]
+        if "soak" not in str(indicators.get("last_error")):
+            # on a loaded machine the broker's 8 s pause can fail the stage's delivery too,
+            # after the injected raise: that is a second failure, and a second restart
+            assert "DeliveryError" in str(indicators.get("last_error")), rows
+            assert (indicators.get("restarts") or 0) >= 2, rows
         for pair, ref in refs.items():
             got = indicator_rows(conn, pair, WIDTH_S, ref)
             assert candle_tuples(got) == reference_tuples(ref), pair
