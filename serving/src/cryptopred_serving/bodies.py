@@ -19,7 +19,7 @@ of the body (about 10 ms for 1 MiB).
 
 The answers keep FastAPI's shapes: 422 with `detail` a list of errors whose `loc` starts with
 `body`, 400 for a body that is not text. `predict_body_openapi()` puts the request model into
-the OpenAPI document, which FastAPI no longer derives from the route's signature.
+the OpenAPI document: the route takes the raw request, so FastAPI cannot derive it.
 """
 
 from __future__ import annotations

@@ -143,8 +143,7 @@ class RayHead(Part):
         return [self.settings.ray_port, self.settings.ray_dashboard_port]
 
     def healthy(self) -> bool:
-        # Both answer without Ray's token authentication, which Ray 2.60 turns on by itself when
-        # ~/.ray/auth_token exists (then /api/version answers 401).
+        # Both answer without the head's token (/api/version, for one, answers 401).
         return http_ok(f"{self.settings.ray_dashboard}/api/gcs_healthz") and http_ok(
             f"{self.settings.ray_dashboard}/"
         )

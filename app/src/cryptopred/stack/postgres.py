@@ -6,7 +6,6 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
-from urllib.parse import quote
 
 import psutil
 import psycopg
@@ -142,9 +141,8 @@ class Postgres(Part):
         write_private(self.settings.pgpass_path, "\n".join(lines) + "\n")
 
     def _admin_url(self, database: str) -> str:
-        host, port = self.settings.bind_host, self.settings.postgres_port
-        passfile = quote(str(self.settings.pgpass_path))
-        return f"postgresql://{ADMIN_ROLE}@{host}:{port}/{database}?passfile={passfile}"
+        """The owner's URI (`Settings.db_url`) for another database of this server."""
+        return self.settings.model_copy(update={"postgres_db": database}).db_url
 
     def _require_passwords(self) -> None:
         """Give the owner role its password, then make the server ask every client for one
