@@ -64,7 +64,7 @@ def train_and_register(
         outcome=outcome,
         extra_params={},
         extra_metrics={},
-        champion_test_mae=None,
+        champion_loss=None,
     )
     MlflowClient(tracking_uri=mlflow_uri).set_registered_model_alias(
         name, "champion", logged.version

@@ -1,5 +1,5 @@
 """The current champion, loaded as data (model card and state file, see `registry`) and scored
-on the new run's test split."""
+on the new run's test split with the gate's loss."""
 
 from __future__ import annotations
 
@@ -9,50 +9,65 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryptopred_training.baseline_predictor import BaselinePredictor
 from cryptopred_training.config import TrainConfig
-from cryptopred_training.evaluation import forecast_metrics
-from cryptopred_training.features import IndexArray, compute_features, gather_windows
+from cryptopred_training.features import (
+    FloatArray,
+    IndexArray,
+    compute_features,
+    gather_windows,
+)
+from cryptopred_training.model_card import Forecaster
 from cryptopred_training.pipeline import PreparedData
 from cryptopred_training.predictor import PricePredictor
+from cryptopred_training.promotion import per_origin_loss
 
 log = logging.getLogger(__name__)
 
 
-def predictor_test_mae(
-    predictor: PricePredictor,
-    frame: pd.DataFrame,
-    data: PreparedData,
-    ends: IndexArray,
-    horizon_seconds: int,
-    batch_size: int = 1024,
-) -> float | None:
-    """MAE of the predictor's median price at `horizon_seconds` on the window ends `ends`.
-
-    None when the predictor has no such horizon. Windows are built from the whole frame, so
-    each window's first return uses the true previous close (as in training).
-    """
-    if horizon_seconds not in predictor.horizon_seconds:
-        return None
-    j = predictor.horizon_seconds.index(horizon_seconds)
-    ends = ends[ends >= predictor.window_steps - 1]
+def transformer_returns(
+    predictor: PricePredictor, frame: pd.DataFrame, ends: IndexArray, batch_size: int = 1024
+) -> FloatArray:
+    """(n, H, 3) log-return quantiles of the predictor at the rows `ends` of `frame`. Windows
+    are built from the whole frame, so each window's first return uses the true previous close
+    (as in training)."""
     columns = list(predictor.feature_columns)
     features = predictor.normalizer.transform(compute_features(frame)[columns].to_numpy(np.float64))
-    scale = float(predictor.normalizer.target_scale[j])
+    scale = np.asarray(predictor.normalizer.target_scale)[None, :, None]
     chunks = []
     with torch.no_grad():
         for start in range(0, len(ends), batch_size):
             x = gather_windows(features, ends[start : start + batch_size], predictor.window_steps)
-            chunks.append(predictor.model(torch.from_numpy(x))[:, j, :].numpy().astype(np.float64))
-    predicted = np.concatenate(chunks)[:, None, :] * scale
-    target_column = data.steps.index(horizon_seconds // predictor.candle_seconds)
-    actual = data.targets[ends][:, [target_column]]
-    metrics = forecast_metrics(data.close[ends], actual, predicted, (horizon_seconds,))
-    return metrics[f"mae_{horizon_seconds}s"]
+            chunks.append(predictor.model(torch.from_numpy(x)).numpy().astype(np.float64))
+    out: FloatArray = np.concatenate(chunks) * scale
+    return out
 
 
-def load_champion(tracking_uri: str, name: str) -> PricePredictor | None:
-    """`<name>@champion` as a PricePredictor, or None when there is no champion yet or it is
-    not a cryptopred model of a known format (then it is not compared)."""
+def forecaster_loss(
+    forecaster: Forecaster,
+    frame: pd.DataFrame,
+    data: PreparedData,
+    ends: IndexArray,
+    config: TrainConfig,
+) -> float | None:
+    """The forecaster's mean gate loss on the window ends `ends`; None when it forecasts
+    other candles or horizons than the run."""
+    if forecaster.candle_seconds != config.candle_seconds or forecaster.horizon_seconds != tuple(
+        config.horizon_seconds
+    ):
+        return None
+    if isinstance(forecaster, BaselinePredictor):
+        predicted = forecaster.predict_log_returns(data.close, ends)
+    else:
+        ends = ends[ends >= forecaster.window_steps - 1]
+        predicted = transformer_returns(forecaster, frame, ends)
+    losses = per_origin_loss(data.targets[ends], predicted, config.quantiles, config.promotion_loss)
+    return float(losses.mean())
+
+
+def load_champion(tracking_uri: str, name: str) -> Forecaster | None:
+    """`<name>@champion`, or None when there is no champion yet or it is not a cryptopred
+    model of a known format (then it is not compared)."""
     from cryptopred_training.model_card import UnknownModelFormatError
     from cryptopred_training.registry import alias_version, load_registered_predictor
 
@@ -67,7 +82,7 @@ def load_champion(tracking_uri: str, name: str) -> PricePredictor | None:
         return None
 
 
-def champion_test_mae(
+def champion_loss(
     tracking_uri: str,
     name: str,
     frame: pd.DataFrame,
@@ -75,7 +90,8 @@ def champion_test_mae(
     test_ends: IndexArray,
     config: TrainConfig,
 ) -> float | None:
-    predictor = load_champion(tracking_uri, name)
-    if predictor is None or predictor.candle_seconds != config.candle_seconds:
+    """The current champion's gate loss on this run's test split (None: nothing comparable)."""
+    forecaster = load_champion(tracking_uri, name)
+    if forecaster is None:
         return None
-    return predictor_test_mae(predictor, frame, data, test_ends, config.horizon_seconds[0])
+    return forecaster_loss(forecaster, frame, data, test_ends, config)

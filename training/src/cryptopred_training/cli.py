@@ -134,6 +134,9 @@ def train(
             "run_id": result.logged.run_id,
             "decision": decision.decision,
             "reason": decision.reason,
+            "served": decision.served,
+            "baseline_version": result.logged.baseline_version,
+            "champion_version": result.logged.champion_version,
             "n_rows": int(result.outcome.summary["n_rows"]),
             "fit_seconds": result.fit_seconds,
             "total_seconds": result.total_seconds,
@@ -143,5 +146,10 @@ def train(
     console.print(
         f"{result.name} version {result.logged.version}: [{colour}]{decision.decision}[/] "
         f"({decision.reason}); fit {result.fit_seconds:.0f} s, total {result.total_seconds:.0f} s",
+        soft_wrap=True,
+    )
+    console.print(
+        f"{result.name}: baseline {result.outcome.baseline_predictor.kind} is version "
+        f"{result.logged.baseline_version}; champion: version {result.logged.champion_version}",
         soft_wrap=True,
     )

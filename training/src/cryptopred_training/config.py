@@ -44,6 +44,13 @@ class TrainConfig:
     walk_forward_max_epochs: int = 2
     walk_forward_min_train_fraction: float = 0.5
     promotion_margin: float = 0.0
+    # The gate: the loss compared, the Diebold-Mariano p-value to beat and the 80 % band.
+    promotion_loss: str = "pinball"
+    promotion_p_value: float = 0.05
+    coverage_low: float = 0.75
+    coverage_high: float = 0.85
+    # Rows a volatility baseline's interval is computed from.
+    baseline_history_steps: int = 720
 
     def __post_init__(self) -> None:
         if self.candle_seconds <= 0:
@@ -58,6 +65,24 @@ class TrainConfig:
             raise ValueError("train_fraction and validation_fraction must be > 0")
         if self.train_fraction + self.validation_fraction >= 1:
             raise ValueError("train_fraction + validation_fraction must leave a test split (< 1)")
+        if self.promotion_loss not in ("pinball", "interval_score", "mae"):
+            raise ValueError(
+                "promotion_loss must be pinball, interval_score or mae, "
+                f"got {self.promotion_loss!r}"
+            )
+        if not 0 < self.promotion_p_value < 1:
+            raise ValueError(f"promotion_p_value must be in (0, 1), got {self.promotion_p_value}")
+        if not 0 <= self.coverage_low < self.coverage_high <= 1:
+            raise ValueError(
+                f"coverage band must satisfy 0 <= low < high <= 1, got "
+                f"{self.coverage_low}-{self.coverage_high}"
+            )
+        longest = max(self.horizon_seconds) // self.candle_seconds
+        if self.baseline_history_steps <= longest + 1:
+            raise ValueError(
+                f"baseline_history_steps {self.baseline_history_steps} must exceed the longest "
+                f"horizon ({longest} steps) + 1"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
 

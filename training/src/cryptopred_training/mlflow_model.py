@@ -1,10 +1,12 @@
-"""The MLflow pyfunc model of PricePredictor, logged as code plus data.
+"""The MLflow pyfunc model of a forecaster (PricePredictor or BaselinePredictor), logged as code
+plus data.
 
 `log_price_model` logs the model "from code": the model is `pyfunc_code.py` (which calls
 `mlflow.models.set_model(PricePredictorModel())`), its artifacts the predictor state file
-(`predictor`, weights only) and the model card (`model_card`, see `model_card`). No pickled
-Python object is written, so `mlflow.pyfunc.load_model` of a version needs the cryptopred
-package installed and unpickles nothing; serving loads versions without pyfunc (`registry`).
+(`predictor`: weights only, or a baseline's JSON) and the model card (`model_card`, see
+`model_card`). No pickled Python object is written, so `mlflow.pyfunc.load_model` of a version
+needs the cryptopred package installed and unpickles nothing; serving loads versions without
+pyfunc (`registry`).
 
 Input: a DataFrame with the IndicatorRow columns, at least `window_steps` rows, any order.
 Output: PricePredictor.predict's DataFrame (OUTPUT_COLUMNS), one row per horizon.
@@ -18,20 +20,22 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
-from cryptopred_training.predictor import PricePredictor
+from cryptopred_training.baseline_predictor import STATE_FILE, BaselinePredictor
+from cryptopred_training.model_card import CARD_ARTIFACT, Forecaster, load_state, read_card
 
 PREDICTOR_ARTIFACT = "predictor"
 CODE_PATH = Path(__file__).with_name("pyfunc_code.py")
 
 
 class PricePredictorModel(PythonModel):  # type: ignore[misc]
-    """Loads the predictor state file logged as the `predictor` artifact."""
+    """Loads the state file logged as the `predictor` artifact, as its model card says."""
 
     def __init__(self) -> None:
-        self.predictor: PricePredictor | None = None
+        self.predictor: Forecaster | None = None
 
     def load_context(self, context: Any) -> None:
-        self.predictor = PricePredictor.load(Path(context.artifacts[PREDICTOR_ARTIFACT]))
+        card = read_card(Path(context.artifacts[CARD_ARTIFACT]), "pyfunc")
+        self.predictor = load_state(card, Path(context.artifacts[PREDICTOR_ARTIFACT]), "pyfunc")
 
     # MLflow reads predict's type hints as its input schema. A DataFrame hint is one it infers
     # no schema from, so the schema stays the signature logged with the model; without any hint
@@ -46,7 +50,7 @@ class PricePredictorModel(PythonModel):  # type: ignore[misc]
 
 
 def log_price_model(
-    predictor: PricePredictor,
+    predictor: Forecaster,
     folder: Path,
     *,
     artifact_name: str,
@@ -59,9 +63,10 @@ def log_price_model(
     import mlflow
     from mlflow.models import infer_signature
 
-    from cryptopred_training.model_card import CARD_ARTIFACT, write_card
+    from cryptopred_training.model_card import write_card
 
-    state_path = predictor.save(folder / "predictor.pt")
+    state_name = STATE_FILE if isinstance(predictor, BaselinePredictor) else "predictor.pt"
+    state_path = predictor.save(folder / state_name)
     card_path = write_card(predictor, state_path, folder)
     return mlflow.pyfunc.log_model(
         name=artifact_name,

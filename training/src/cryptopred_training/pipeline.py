@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from cryptopred_training.baseline_predictor import BaselinePredictor
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import validate_indicator_frame
 from cryptopred_training.evaluation import ModelMetrics, WalkForwardResult, forecast_metrics
@@ -36,9 +37,15 @@ from cryptopred_training.models.transformer import (
     TransformerSpec,
     build_transformer,
 )
-from cryptopred_training.models.volatility import VolatilityBaselines
+from cryptopred_training.models.volatility import BASELINE_KINDS, VolatilityBaselines
 from cryptopred_training.predictor import PricePredictor
-from cryptopred_training.promotion import PromotionDecision, decide_promotion
+from cryptopred_training.promotion import (
+    GateEvidence,
+    GateRule,
+    PromotionDecision,
+    decide_promotion,
+    gate_evidence,
+)
 from cryptopred_training.scores import compare_to_baselines, quantile_scores
 from cryptopred_training.steps import EpochReport, FitResult, fit
 
@@ -144,7 +151,7 @@ def train_models(
         torch.manual_seed(config.seed)
         result = fitter(model, train, validation, config, on_epoch)
     volatility = VolatilityBaselines.fit(
-        data.close, train_ends, y_train, data.steps, config.quantiles
+        data.close, train_ends, y_train, data.steps, config.quantiles, config.baseline_history_steps
     )
     return TrainedModels(model, normalizer, persistence, ridge, result, volatility)
 
@@ -193,10 +200,42 @@ def score_models(
     return metrics
 
 
+@dataclass
+class FoldForecasts:
+    """Each walk-forward fold's realised returns and every model's forecasts, in fold order."""
+
+    actual: list[FloatArray]
+    predicted: list[dict[str, FloatArray]]
+
+    def pooled(self) -> tuple[FloatArray, dict[str, FloatArray]]:
+        names = self.predicted[0]
+        return np.concatenate(self.actual), {
+            name: np.concatenate([p[name] for p in self.predicted]) for name in names
+        }
+
+
+def gate_of(
+    where: str, actual: FloatArray, predicted: dict[str, FloatArray], config: TrainConfig
+) -> GateEvidence:
+    """The transformer against the best volatility baseline on the gate's loss."""
+    steps = horizon_steps(config.horizon_seconds, config.candle_seconds)
+    return gate_evidence(
+        where,
+        actual,
+        predicted,
+        candidate="transformer",
+        baselines=BASELINE_KINDS,
+        levels=config.quantiles,
+        max_steps=max(steps),
+        loss=config.promotion_loss,
+    )
+
+
 def fold_fitter(
-    data: PreparedData, config: TrainConfig
+    data: PreparedData, config: TrainConfig, forecasts: FoldForecasts | None = None
 ) -> Callable[[IndexArray, IndexArray], ModelMetrics]:
-    """A fit_and_score for walk_forward: the fold's train tail becomes its validation split."""
+    """A fit_and_score for walk_forward: the fold's train tail becomes its validation split.
+    Each fold's forecasts are appended to `forecasts` when given."""
     gap = max(data.steps)
     share = config.validation_fraction / (config.train_fraction + config.validation_fraction)
 
@@ -209,6 +248,9 @@ def fold_fitter(
             config, max_epochs=config.walk_forward_max_epochs or config.max_epochs
         )
         models = train_models(data, fit_ends, validation_ends, fold_config)
+        if forecasts is not None:
+            forecasts.actual.append(data.targets[test_ends])
+            forecasts.predicted.append(predict_returns(models, data, test_ends, config))
         return score_models(models, data, test_ends, config)
 
     return fit_and_score
@@ -223,46 +265,67 @@ class TrainingOutcome:
     walk_forward: WalkForwardResult | None
     decision: PromotionDecision
     predictor: PricePredictor
+    gate: tuple[GateEvidence, ...]
+    baseline_predictor: BaselinePredictor
 
 
-def primary_metric(config: TrainConfig) -> str:
-    return f"mae_{config.horizon_seconds[0]}s"
+def gate_rule(config: TrainConfig) -> GateRule:
+    return GateRule(
+        p_value=config.promotion_p_value,
+        coverage_low=config.coverage_low,
+        coverage_high=config.coverage_high,
+        margin=config.promotion_margin,
+    )
+
+
+def baseline_predictor(models: TrainedModels, kind: str, config: TrainConfig) -> BaselinePredictor:
+    """The fitted volatility baseline `kind` as a servable forecaster."""
+    return BaselinePredictor(
+        kind=kind,
+        model=models.volatility.get(kind),
+        horizon_seconds=config.horizon_seconds,
+        candle_seconds=config.candle_seconds,
+        history_steps=config.baseline_history_steps,
+    )
 
 
 def run_training(
     frame: pd.DataFrame,
     config: TrainConfig,
     *,
-    champion_test_mae: float | None = None,
+    champion_loss: float | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     fitter: Fitter = fit,
 ) -> TrainingOutcome:
-    """Validate, split, train, score on test and in walk-forward, and decide promotion."""
+    """Validate, split, train, score on test and in walk-forward, and decide promotion.
+
+    `champion_loss` is the current champion's gate loss on this run's test split (see
+    `champion.champion_loss`), None when there is none to compare."""
     data = prepare_data(frame, config)
     gap = max(data.steps)
     split = chronological_split(data.ends, config.train_fraction, config.validation_fraction, gap)
     models = train_models(data, split.train, split.validation, config, on_epoch, fitter)
     test_metrics = score_models(models, data, split.test, config)
-    metric = primary_metric(config)
+    evidence = [
+        gate_of(
+            "test",
+            data.targets[split.test],
+            predict_returns(models, data, split.test, config),
+            config,
+        )
+    ]
     wf = None
     if config.walk_forward_folds > 0:
+        forecasts = FoldForecasts([], [])
         wf = run_walk_forward(
             data.ends,
             config.walk_forward_folds,
-            fold_fitter(data, config),
+            fold_fitter(data, config, forecasts),
             min_train_fraction=config.walk_forward_min_train_fraction,
             gap_steps=gap,
         )
-    wf_metrics = wf.mean if wf is not None else test_metrics
-    decision = decide_promotion(
-        test_mae=test_metrics["transformer"][metric],
-        test_persistence_mae=test_metrics["persistence"][metric],
-        walk_forward_mae=wf_metrics["transformer"][metric],
-        walk_forward_persistence_mae=wf_metrics["persistence"][metric],
-        champion_test_mae=champion_test_mae,
-        margin=config.promotion_margin,
-        metric_name=metric,
-    )
+        evidence.append(gate_of("walk-forward", *forecasts.pooled(), config))
+    decision = decide_promotion(evidence, gate_rule(config), champion_loss=champion_loss)
     predictor = PricePredictor(
         spec=models.transformer.spec,
         state_dict=models.transformer.state_dict(),
@@ -271,4 +334,14 @@ def run_training(
         candle_seconds=config.candle_seconds,
         feature_columns=FEATURE_COLUMNS,
     )
-    return TrainingOutcome(data.summary, split, models, test_metrics, wf, decision, predictor)
+    return TrainingOutcome(
+        data.summary,
+        split,
+        models,
+        test_metrics,
+        wf,
+        decision,
+        predictor,
+        tuple(evidence),
+        baseline_predictor(models, evidence[0].baseline, config),
+    )

@@ -42,6 +42,8 @@ OUTPUT_COLUMNS = (
 class PricePredictor:
     """The transformer's weights, its Normalizer, window length, horizons and feature list."""
 
+    model_kind = "transformer"
+
     def __init__(
         self,
         *,

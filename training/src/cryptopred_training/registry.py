@@ -15,11 +15,11 @@ from typing import Any
 
 from cryptopred_training.model_card import (
     CARD_PATH,
+    Forecaster,
     UnknownModelFormatError,
     load_state,
     read_card,
 )
-from cryptopred_training.predictor import PricePredictor
 
 
 def _client(tracking_uri: str) -> Any:
@@ -42,8 +42,9 @@ def _download(repo: Any, path: str, folder: Path, model: str) -> Path:
     return Path(repo.download_artifacts(path, dst_path=str(folder)))
 
 
-def load_registered_predictor(tracking_uri: str, name: str, version: str) -> PricePredictor:
-    """The PricePredictor of model version `name`/`version`, checked against its card."""
+def load_registered_predictor(tracking_uri: str, name: str, version: str) -> Forecaster:
+    """The forecaster (transformer or baseline) of model version `name`/`version`, checked
+    against its card."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     model = f"{name}/{version}"

@@ -187,11 +187,11 @@ def _train(
         max_rss_mb=settings.train_max_rss_mb,
         nice=settings.train_nice,
     )
-    from cryptopred_training.champion import champion_test_mae
+    from cryptopred_training.champion import champion_loss
 
-    champion_mae = champion_test_mae(settings.mlflow_uri, name, frame, data, split.test, config)
-    if champion_mae is not None:
-        say(f"current champion's test MAE at {config.horizon_seconds[0]} s: {champion_mae:.6g}")
+    current = champion_loss(settings.mlflow_uri, name, frame, data, split.test, config)
+    if current is not None:
+        say(f"current champion's test {config.promotion_loss} loss: {current:.6g}")
     say(f"Ray Train: {options.num_workers} worker(s), run {options.run_name}")
     fit_seconds: list[float] = []
     fitter = ray_fitter(options, normalizer)
@@ -203,7 +203,7 @@ def _train(
         return result
 
     outcome = run_training(
-        frame, config, champion_test_mae=champion_mae, on_epoch=on_epoch, fitter=timed_fitter
+        frame, config, champion_loss=current, on_epoch=on_epoch, fitter=timed_fitter
     )
     logged = log_training(
         tracking_uri=settings.mlflow_uri,
@@ -215,7 +215,7 @@ def _train(
         outcome=outcome,
         extra_params=_scaling_params(options, request),
         extra_metrics={"ray_fit_seconds": fit_seconds[0]},
-        champion_test_mae=champion_mae,
+        champion_loss=current,
         run_tags={"trigger": request.trigger},
     )
     return TrainReport(name, outcome, logged, fit_seconds[0], time.perf_counter() - started)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cryptopred.settings import Settings
 from cryptopred_training.config import TrainConfig
@@ -31,7 +32,25 @@ class TrainSettings(Settings):
         _DEFAULTS.walk_forward_max_epochs, ge=0, description="epochs per fold (0: max_epochs)"
     )
     train_promotion_margin: float = Field(
-        _DEFAULTS.promotion_margin, ge=0, lt=1, description="share persistence must be beaten by"
+        _DEFAULTS.promotion_margin,
+        ge=0,
+        lt=1,
+        description="share of the best baseline's loss to beat it by",
+    )
+    train_promotion_loss: Literal["pinball", "interval_score", "mae"] = Field(
+        "pinball", description="the gate's loss: mean pinball, interval score or median MAE"
+    )
+    train_promotion_p_value: float = Field(
+        _DEFAULTS.promotion_p_value, gt=0, lt=1, description="Diebold-Mariano p the gate needs"
+    )
+    train_coverage_low: float = Field(
+        _DEFAULTS.coverage_low, ge=0, le=1, description="lowest 80 % coverage the gate accepts"
+    )
+    train_coverage_high: float = Field(
+        _DEFAULTS.coverage_high, ge=0, le=1, description="highest 80 % coverage the gate accepts"
+    )
+    train_baseline_history_steps: int = Field(
+        _DEFAULTS.baseline_history_steps, ge=3, description="candles a baseline's interval uses"
     )
     train_min_rows: int = Field(_DEFAULTS.min_rows, ge=1, description="fewest rows to train on")
     train_seed: int = Field(_DEFAULTS.seed, description="random seed")
@@ -79,6 +98,15 @@ class TrainSettings(Settings):
         parse_duration_s(value)
         return value
 
+    @model_validator(mode="after")
+    def _coverage_band(self) -> TrainSettings:
+        if not self.train_coverage_low < self.train_coverage_high:
+            raise ValueError(
+                f"train_coverage_low ({self.train_coverage_low}) must be below "
+                f"train_coverage_high ({self.train_coverage_high})"
+            )
+        return self
+
     @property
     def retrain_every_s(self) -> float | None:
         """Seconds between retraining runs of one model; None when retraining is off."""
@@ -111,6 +139,11 @@ class TrainSettings(Settings):
             walk_forward_folds=self.train_walk_forward_folds,
             walk_forward_max_epochs=self.train_walk_forward_max_epochs,
             promotion_margin=self.train_promotion_margin,
+            promotion_loss=self.train_promotion_loss,
+            promotion_p_value=self.train_promotion_p_value,
+            coverage_low=self.train_coverage_low,
+            coverage_high=self.train_coverage_high,
+            baseline_history_steps=self.train_baseline_history_steps,
             min_rows=self.train_min_rows,
             seed=self.train_seed,
         )

@@ -3,12 +3,15 @@
 Layout: experiment = registered model name (`BTC-USD-60s`); run params (TrainConfig, pair,
 data range, Ray scaling, promotion reason), per-epoch metrics (step = epoch), evaluation
 metrics `test_<model>_<metric>` and `wf_<model>_<metric>`, artifacts `data_validation.json`,
-`plots/*.png` and the model `model` (logged from code with its state file and model card, see
-`mlflow_model`); version tags and alias `champion` or `challenger`.
+`plots/*.png`, the transformer `model` and the run's best volatility baseline `baseline_model`
+(each logged from code with its state file and model card, see `mlflow_model`), both
+registered as versions of `name` with the tag `model_kind`; aliases `champion` (served),
+`challenger` (a transformer that was not promoted) and `baseline` (the latest best baseline).
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -26,7 +29,9 @@ from cryptopred_training.source import COLUMNS
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+BASELINE = "baseline"
 MODEL_ARTIFACT = "model"
+BASELINE_ARTIFACT = "baseline_model"
 VALIDATION_ARTIFACT = "data_validation.json"
 
 
@@ -36,6 +41,8 @@ class LoggedModel:
     experiment_id: str
     version: str
     alias: str
+    baseline_version: str
+    champion_version: str | None  # what `champion` points at after the run
 
 
 def version_tags(outcome: TrainingOutcome, config: TrainConfig, pair: str) -> dict[str, str]:
@@ -49,9 +56,29 @@ def version_tags(outcome: TrainingOutcome, config: TrainConfig, pair: str) -> di
         "trained_to_ms": str(outcome.summary["end_ms"]),
         "decision": outcome.decision.decision,
         "reason": outcome.decision.reason,
+        "model_kind": "transformer",
+        "test_loss": repr(outcome.gate[0].loss),
+        "loss_name": outcome.gate[0].loss_name,
     }
     for seconds in config.horizon_seconds:
         tags[f"test_mae_{seconds}s"] = repr(outcome.test_metrics["transformer"][f"mae_{seconds}s"])
+    return tags
+
+
+def baseline_tags(outcome: TrainingOutcome, config: TrainConfig, pair: str) -> dict[str, str]:
+    """The tags of the run's best baseline version: the same contract, its own shape."""
+    kind = outcome.baseline_predictor.kind
+    served = outcome.decision.served == "baseline"
+    tags = {
+        **version_tags(outcome, config, pair),
+        "window_steps": str(outcome.baseline_predictor.window_steps),
+        "model_kind": "baseline",
+        "baseline": kind,
+        "decision": CHAMPION if served else BASELINE,
+        "test_loss": repr(outcome.gate[0].baseline_loss),
+    }
+    for seconds in config.horizon_seconds:
+        tags[f"test_mae_{seconds}s"] = repr(outcome.test_metrics[kind][f"mae_{seconds}s"])
     return tags
 
 
@@ -83,7 +110,7 @@ def log_training(
     outcome: TrainingOutcome,
     extra_params: dict[str, Any],
     extra_metrics: dict[str, float],
-    champion_test_mae: float | None,
+    champion_loss: float | None,
     run_tags: dict[str, str] | None = None,
 ) -> LoggedModel:
     """Log the run and the model, register it as `name` and set its tags and alias."""
@@ -110,6 +137,8 @@ def log_training(
                 "best_epoch": outcome.models.fit_result.best_epoch,
                 "decision": outcome.decision.decision,
                 "promotion_reason": outcome.decision.reason,
+                "served": outcome.decision.served,
+                "best_baseline": outcome.baseline_predictor.kind,
                 **extra_params,
             }
         )
@@ -140,8 +169,9 @@ def log_training(
                 step=report.epoch,
             )
         metrics = {**evaluation_metrics(outcome), **extra_metrics}
-        if champion_test_mae is not None:
-            metrics["champion_test_mae"] = champion_test_mae
+        metrics |= gate_metrics(outcome)
+        if champion_loss is not None:
+            metrics["champion_test_loss"] = champion_loss
         mlflow.log_metrics(metrics)
         mlflow.log_dict(_plain(outcome.summary), VALIDATION_ARTIFACT)
         with tempfile.TemporaryDirectory() as folder:
@@ -169,14 +199,56 @@ def log_training(
                 pip_requirements=_requirements(),
                 registered_model_name=name,
             )
+            baseline_folder = Path(folder) / "baseline"
+            baseline_folder.mkdir()
+            baseline_info = log_price_model(
+                outcome.baseline_predictor,
+                baseline_folder,
+                artifact_name=BASELINE_ARTIFACT,
+                example=input_example(frame, outcome.baseline_predictor.window_steps),
+                pip_requirements=_requirements(),
+                registered_model_name=name,
+            )
     version = str(info.registered_model_version)
+    baseline_version = str(baseline_info.registered_model_version)
     client = MlflowClient(tracking_uri=tracking_uri)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    for key, value in baseline_tags(outcome, config, pair).items():
+        client.set_model_version_tag(name, baseline_version, key, value)
     client.set_tag(run.info.run_id, VERSION_TAG, version)
     alias = CHAMPION if outcome.decision.promote else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
-    return LoggedModel(run.info.run_id, experiment.experiment_id, version, alias)
+    client.set_registered_model_alias(name, BASELINE, baseline_version)
+    if outcome.decision.served == "baseline":
+        client.set_registered_model_alias(name, CHAMPION, baseline_version)
+    champion = {"transformer": version, "baseline": baseline_version}.get(outcome.decision.served)
+    if champion is None:
+        try:
+            champion = str(client.get_model_version_by_alias(name, CHAMPION).version)
+        except Exception:
+            champion = None
+    return LoggedModel(
+        run.info.run_id, experiment.experiment_id, version, alias, baseline_version, champion
+    )
+
+
+def gate_metrics(outcome: TrainingOutcome) -> dict[str, float]:
+    """The gate's numbers per evaluation: `gate_test_loss`, `gate_test_baseline_loss`,
+    `gate_test_dm_p`, `gate_test_dm_stat`, `gate_test_coverage_60s` (and `gate_wf_*`)."""
+    out: dict[str, float] = {}
+    for evidence in outcome.gate:
+        prefix = "gate_test" if evidence.where == "test" else "gate_wf"
+        out[f"{prefix}_loss"] = evidence.loss
+        out[f"{prefix}_baseline_loss"] = evidence.baseline_loss
+        out[f"{prefix}_dm_p"] = evidence.p_value
+        if math.isfinite(evidence.dm_statistic):
+            out[f"{prefix}_dm_stat"] = evidence.dm_statistic
+        for seconds, coverage in zip(
+            outcome.predictor.horizon_seconds, evidence.coverage, strict=True
+        ):
+            out[f"{prefix}_coverage_{seconds}s"] = coverage
+    return out
 
 
 def input_example(frame: pd.DataFrame, window_steps: int) -> pd.DataFrame:

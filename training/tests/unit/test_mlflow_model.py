@@ -5,17 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 
-from cryptopred_training.champion import predictor_test_mae
+from cryptopred_training.baseline_predictor import BaselinePredictor
+from cryptopred_training.champion import forecaster_loss
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
+from cryptopred_training.model_card import CARD_ARTIFACT, write_card
 from cryptopred_training.pipeline import prepare_data, run_training
 from cryptopred_training.predictor import OUTPUT_COLUMNS
 from cryptopred_training.synthetic import synthetic_indicator_frame
-from cryptopred_training.tracking import evaluation_metrics, version_tags
+from cryptopred_training.tracking import baseline_tags, evaluation_metrics, version_tags
 
 CONFIG = TrainConfig(
     horizon_seconds=(60, 300),
@@ -24,6 +27,7 @@ CONFIG = TrainConfig(
     max_epochs=1,
     walk_forward_folds=0,
     min_rows=100,
+    baseline_history_steps=240,
 )
 
 
@@ -36,8 +40,11 @@ def trained():
 def test_pyfunc_wrapper_predicts_like_the_predictor(trained, tmp_path: Path) -> None:
     frame, outcome = trained
     path = outcome.predictor.save(tmp_path / "predictor.pt")
+    card = write_card(outcome.predictor, path, tmp_path)
     model = PricePredictorModel()
-    model.load_context(SimpleNamespace(artifacts={PREDICTOR_ARTIFACT: str(path)}))
+    model.load_context(
+        SimpleNamespace(artifacts={PREDICTOR_ARTIFACT: str(path), CARD_ARTIFACT: str(card)})
+    )
     rows = frame.iloc[-20:].sample(frac=1.0, random_state=1)
     out = model.predict(None, rows)
     assert list(out.columns) == list(OUTPUT_COLUMNS)
@@ -62,12 +69,38 @@ def test_defining_the_wrapper_raises_no_mlflow_warning() -> None:
     assert "type hint" not in done.stdout.lower(), done.stdout
 
 
-def test_champion_scoring_matches_the_pipeline_on_the_same_split(trained) -> None:
+def test_pyfunc_wrapper_serves_the_baseline_from_its_json_state(trained, tmp_path: Path) -> None:
+    frame, outcome = trained
+    baseline = outcome.baseline_predictor
+    path = baseline.save(tmp_path / "baseline.json")
+    card = write_card(baseline, path, tmp_path)
+    model = PricePredictorModel()
+    model.load_context(
+        SimpleNamespace(artifacts={PREDICTOR_ARTIFACT: str(path), CARD_ARTIFACT: str(card)})
+    )
+    assert isinstance(model.predictor, BaselinePredictor)
+    recent = frame.iloc[-baseline.window_steps :]
+    got = model.predict(None, recent)
+    expected = baseline.predict(recent)
+    assert list(got.columns) == list(OUTPUT_COLUMNS)
+    assert (got["predicted_return"] == 0).all()
+    assert (got["lower"] < got["predicted_close"]).all()
+    assert (got["predicted_close"] < got["upper"]).all()
+    assert got.equals(expected)
+
+
+def test_champion_scoring_matches_the_gate_on_the_same_split(trained) -> None:
     frame, outcome = trained
     data = prepare_data(frame, CONFIG)
-    mae = predictor_test_mae(outcome.predictor, frame, data, outcome.split.test, 60)
-    assert mae == pytest.approx(outcome.test_metrics["transformer"]["mae_60s"], rel=1e-4)
-    assert predictor_test_mae(outcome.predictor, frame, data, outcome.split.test, 900) is None
+    test = outcome.split.test
+    loss = forecaster_loss(outcome.predictor, frame, data, test, CONFIG)
+    assert loss == pytest.approx(outcome.gate[0].loss, rel=1e-4)
+    # the baseline, rebuilt from its saved state, scores as the gate's best baseline did
+    reloaded = BaselinePredictor.from_state(outcome.baseline_predictor.state())
+    baseline_loss = forecaster_loss(reloaded, frame, data, test, CONFIG)
+    assert baseline_loss == pytest.approx(outcome.gate[0].baseline_loss, rel=1e-9)
+    other = replace(CONFIG, horizon_seconds=(60, 900))
+    assert forecaster_loss(outcome.predictor, frame, data, test, other) is None
 
 
 def test_version_tags_follow_the_contract(trained) -> None:
@@ -82,3 +115,17 @@ def test_version_tags_follow_the_contract(trained) -> None:
     metrics = evaluation_metrics(outcome)
     assert metrics["test_persistence_mae_60s"] == outcome.test_metrics["persistence"]["mae_60s"]
     assert not any(k.startswith("wf_") for k in metrics)
+    assert tags["model_kind"] == "transformer"
+    assert float(tags["test_loss"]) == outcome.gate[0].loss
+
+
+def test_the_baseline_version_has_its_own_shape_and_scores(trained) -> None:
+    _, outcome = trained
+    tags = baseline_tags(outcome, CONFIG, "BTC/USD")
+    kind = outcome.baseline_predictor.kind
+    assert tags["model_kind"] == "baseline" and tags["baseline"] == kind
+    assert tags["window_steps"] == "240" and tags["horizon_seconds"] == "60,300"
+    assert float(tags["test_loss"]) == outcome.gate[0].baseline_loss
+    assert float(tags["test_mae_60s"]) == outcome.test_metrics[kind]["mae_60s"]
+    served = outcome.decision.served == "baseline"
+    assert tags["decision"] == ("champion" if served else "baseline")

@@ -1,24 +1,30 @@
 """Persistence with intervals that follow volatility: the baselines a learned model must beat.
 
-Each forecasts a zero log return (persistence) at every horizon and an interval from the past
-only, fitted on the training window ends:
+Each forecasts a zero log return (persistence) at every horizon and an interval from the last
+`history_steps` rows only (so serving needs exactly those rows, see `baseline_predictor`),
+fitted on the training window ends:
 
-- `EmpiricalQuantiles`: the quantiles of the last `lookback_steps` realised h-step returns.
-- `EwmaVolatility`: an EWMA of squared one-step returns, its decay chosen on the training
-  split by the mean pinball loss; the interval is that volatility times the quantiles of the
-  training h-step returns standardised by it (so it is calibrated, not Gaussian).
+- `EmpiricalQuantiles`: the quantiles of the realised h-step returns inside the history.
+- `EwmaVolatility`: an EWMA of squared one-step returns over the history, started at the
+  training mean square; its decay is chosen on the training split by the mean pinball loss,
+  the interval is that volatility times the quantiles of the training h-step returns
+  standardised by it (so it is calibrated, not Gaussian).
 - `GarchVolatility`: GARCH(1,1) with Student-t errors (the `arch` library) fitted on the
-  training one-step returns, filtered over the whole series with those parameters; the h-step
-  variance is the sum of the model's variance forecasts for steps 1..h, and the interval its
-  root times the fitted Student-t quantiles.
+  training one-step returns and filtered over the history from its long-run variance; the
+  h-step variance is the sum of the model's variance forecasts for steps 1..h, and the interval
+  its root times the fitted Student-t quantiles.
 
 `log_close` is the log close of every row; `ends` are window-end rows (forecast origins).
+Both recursions are linear in their state, so the value over the last `history_steps` rows is
+the whole-series recursion minus its state `history_steps - 1` rows earlier, decayed: one pass
+serves every window end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +38,7 @@ IndexArray = npt.NDArray[np.int64]
 EWMA_DECAYS = (0.8, 0.9, 0.94, 0.97, 0.98, 0.99, 0.995, 0.998)
 #: GARCH is fitted on returns in basis points: the optimiser is poorly scaled for raw log returns
 GARCH_SCALE = 1e4
+DEFAULT_HISTORY_STEPS = 720
 
 
 def step_returns(log_close: FloatArray, steps: int) -> FloatArray:
@@ -46,38 +53,58 @@ def _intervals(scale: FloatArray, low_high: FloatArray) -> FloatArray:
     return np.stack([scale * low_high[:, 0], np.zeros_like(scale), scale * low_high[:, 1]], axis=2)
 
 
+def windowed_recursion(
+    inputs: FloatArray, coefficient: float, start: float, history_steps: int
+) -> FloatArray:
+    """s[t] = coefficient * s[t-1] + inputs[t], started at `start` on the first row of the last
+    `history_steps` rows ending at t (inputs[0] of a series is not used: it has no return).
+
+    Rows before a full history start at row 0."""
+    n = inputs.shape[0]
+    full = np.empty(n)
+    state = start
+    full[0] = state
+    for t in range(1, n):
+        state = coefficient * state + inputs[t]
+        full[t] = state
+    k = history_steps - 1
+    if k <= 0 or n <= k:
+        return full
+    out = full.copy()
+    out[k:] = full[k:] - coefficient**k * (full[:-k] - start)
+    return out
+
+
 @dataclass(frozen=True)
 class EmpiricalQuantiles:
-    """Rolling empirical quantiles of the last `lookback_steps` realised h-step returns."""
+    """Empirical quantiles of the realised h-step returns inside the last `history_steps` rows."""
 
     steps: tuple[int, ...]
     quantiles: tuple[float, float, float]
-    lookback_steps: int = 1440
+    history_steps: int = DEFAULT_HISTORY_STEPS
 
     def predict(self, log_close: FloatArray, ends: IndexArray) -> FloatArray:
         out = np.zeros((len(ends), len(self.steps), 3))
-        padded_to = self.lookback_steps - 1
         for j, h in enumerate(self.steps):
-            returns = np.concatenate([np.full(padded_to, np.nan), step_returns(log_close, h)])
-            windows = sliding_window_view(returns, self.lookback_steps)[ends]
+            count = self.history_steps - h
+            if count < 2:
+                raise ValueError(f"history_steps {self.history_steps} leaves no {h}-step returns")
+            returns = np.concatenate([np.full(count - 1, np.nan), step_returns(log_close, h)])
+            windows = sliding_window_view(returns, count)[ends]
             low, high = np.nanquantile(windows, [self.quantiles[0], self.quantiles[-1]], axis=1)
             out[:, j, 0], out[:, j, 2] = low, high
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"quantiles": list(self.quantiles)}
 
-def ewma_variance(one_step: FloatArray, decay: float) -> FloatArray:
-    """v[t] = decay * v[t-1] + (1 - decay) * r[t]^2 (NaN returns skipped), started at the
-    mean square of the first 100 finite returns."""
-    finite = np.nan_to_num(one_step, nan=0.0)
-    seen = np.isfinite(one_step)
-    start = float(np.mean(finite[seen][:100] ** 2)) if seen.any() else 0.0
-    out = np.empty_like(finite)
-    v = start
-    for t in range(finite.shape[0]):
-        if seen[t]:
-            v = decay * v + (1.0 - decay) * finite[t] * finite[t]
-        out[t] = v
-    return out
+
+def ewma_variance(
+    one_step: FloatArray, decay: float, start: float, history_steps: int
+) -> FloatArray:
+    """v[t] = decay * v[t-1] + (1 - decay) * r[t]^2 over the last `history_steps` rows."""
+    squares = (1.0 - decay) * np.nan_to_num(one_step, nan=0.0) ** 2
+    return windowed_recursion(squares, decay, start, history_steps)
 
 
 def _standardised_bounds(
@@ -91,13 +118,21 @@ def _standardised_bounds(
     )
 
 
+def _mean_square(one_step: FloatArray, last_row: int) -> float:
+    seen = one_step[: last_row + 1]
+    seen = seen[np.isfinite(seen)]
+    return float(np.mean(seen**2)) if seen.size else 0.0
+
+
 @dataclass(frozen=True)
 class EwmaVolatility:
     """EWMA volatility scaled to each horizon, with calibrated standardised quantiles."""
 
     steps: tuple[int, ...]
     decay: float
+    start_variance: float
     low_high: FloatArray  # (H, 2)
+    history_steps: int = DEFAULT_HISTORY_STEPS
 
     @classmethod
     def fit(
@@ -107,14 +142,17 @@ class EwmaVolatility:
         train_targets: FloatArray,
         steps: Sequence[int],
         quantiles: Sequence[float],
+        history_steps: int = DEFAULT_HISTORY_STEPS,
     ) -> EwmaVolatility:
         """The decay with the lowest mean pinball loss on the training ends."""
         one_step = step_returns(log_close, 1)
+        start = _mean_square(one_step, int(train_ends[-1]))
         best: tuple[float, EwmaVolatility] | None = None
         for decay in EWMA_DECAYS:
-            scale = _horizon_scale(ewma_variance(one_step, decay)[train_ends], steps)
+            variance = ewma_variance(one_step, decay, start, history_steps)[train_ends]
+            scale = _horizon_scale(variance, steps)
             bounds = _standardised_bounds(train_targets, scale, quantiles)
-            candidate = cls(tuple(steps), decay, bounds)
+            candidate = cls(tuple(steps), decay, start, bounds, history_steps)
             predicted = _intervals(scale, bounds)
             loss = float(
                 np.mean(
@@ -130,8 +168,16 @@ class EwmaVolatility:
         return best[1]
 
     def predict(self, log_close: FloatArray, ends: IndexArray) -> FloatArray:
-        variance = ewma_variance(step_returns(log_close, 1), self.decay)[ends]
-        return _intervals(_horizon_scale(variance, self.steps), self.low_high)
+        one_step = step_returns(log_close, 1)
+        variance = ewma_variance(one_step, self.decay, self.start_variance, self.history_steps)
+        return _intervals(_horizon_scale(variance[ends], self.steps), self.low_high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decay": self.decay,
+            "start_variance": self.start_variance,
+            "low_high": self.low_high.tolist(),
+        }
 
 
 def _horizon_scale(one_step_variance: FloatArray, steps: Sequence[int]) -> FloatArray:
@@ -149,6 +195,8 @@ class GarchVolatility:
     beta: float
     nu: float
     t_low_high: tuple[float, float]  # unit-variance Student-t quantiles
+    start_variance: float  # the long-run variance, or the training variance if not stationary
+    history_steps: int = DEFAULT_HISTORY_STEPS
 
     @classmethod
     def fit(
@@ -157,6 +205,7 @@ class GarchVolatility:
         train_ends: IndexArray,
         steps: Sequence[int],
         quantiles: Sequence[float],
+        history_steps: int = DEFAULT_HISTORY_STEPS,
     ) -> GarchVolatility:
         from arch import arch_model
         from arch.univariate import StudentsT
@@ -170,19 +219,15 @@ class GarchVolatility:
         )
         t = StudentsT()
         low, high = (float(t.ppf(q, [nu])) for q in (quantiles[0], quantiles[-1]))
-        return cls(tuple(steps), omega, alpha, beta, nu, (low, high))
+        persistence = alpha + beta
+        start = omega / (1.0 - persistence) if persistence < 1 else float(np.var(returns))
+        return cls(tuple(steps), omega, alpha, beta, nu, (low, high), start, history_steps)
 
     def one_step_variance(self, log_close: FloatArray) -> FloatArray:
-        """sigma^2[t + 1 | t] for every row (bp^2), filtered with the fitted parameters."""
+        """sigma^2[t + 1 | t] for every row (bp^2), filtered over the last history_steps rows."""
         returns = np.nan_to_num(step_returns(log_close, 1) * GARCH_SCALE, nan=0.0)
-        persistence = self.alpha + self.beta
-        long_run = self.omega / (1.0 - persistence) if persistence < 1 else float(np.var(returns))
-        out = np.empty_like(returns)
-        v = long_run
-        for t in range(returns.shape[0]):
-            v = self.omega + self.alpha * returns[t] * returns[t] + self.beta * v
-            out[t] = v
-        return out
+        inputs = self.omega + self.alpha * returns * returns
+        return windowed_recursion(inputs, self.beta, self.start_variance, self.history_steps)
 
     def predict(self, log_close: FloatArray, ends: IndexArray) -> FloatArray:
         next_variance = self.one_step_variance(log_close)[ends]
@@ -197,6 +242,50 @@ class GarchVolatility:
                 total = h * next_variance
             scale[:, j] = np.sqrt(np.maximum(total, 0.0)) / GARCH_SCALE
         return _intervals(scale, np.tile(np.asarray(self.t_low_high), (len(self.steps), 1)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "omega": self.omega,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "nu": self.nu,
+            "t_low_high": list(self.t_low_high),
+            "start_variance": self.start_variance,
+        }
+
+
+VolatilityModel = EmpiricalQuantiles | EwmaVolatility | GarchVolatility
+BASELINE_KINDS = ("empirical", "ewma", "garch")
+
+
+def volatility_from_dict(
+    kind: str, params: dict[str, Any], steps: Sequence[int], history_steps: int
+) -> VolatilityModel:
+    """The model of `kind` from its `to_dict` (KeyError/TypeError/ValueError when malformed)."""
+    steps = tuple(int(h) for h in steps)
+    if kind == "empirical":
+        low, mid, high = (float(q) for q in params["quantiles"])
+        return EmpiricalQuantiles(steps, (low, mid, high), history_steps)
+    if kind == "ewma":
+        bounds = np.asarray(params["low_high"], dtype=np.float64)
+        if bounds.shape != (len(steps), 2):
+            raise ValueError(f"low_high has shape {bounds.shape}, expected ({len(steps)}, 2)")
+        return EwmaVolatility(
+            steps, float(params["decay"]), float(params["start_variance"]), bounds, history_steps
+        )
+    if kind == "garch":
+        t_low, t_high = (float(v) for v in params["t_low_high"])
+        return GarchVolatility(
+            steps,
+            float(params["omega"]),
+            float(params["alpha"]),
+            float(params["beta"]),
+            float(params["nu"]),
+            (t_low, t_high),
+            float(params["start_variance"]),
+            history_steps,
+        )
+    raise ValueError(f"unknown baseline kind {kind!r}; known: {', '.join(BASELINE_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -215,18 +304,26 @@ class VolatilityBaselines:
         train_targets: FloatArray,
         steps: Sequence[int],
         quantiles: tuple[float, float, float],
+        history_steps: int = DEFAULT_HISTORY_STEPS,
     ) -> VolatilityBaselines:
         log_close = np.log(close)
         return cls(
-            EmpiricalQuantiles(tuple(steps), quantiles),
-            EwmaVolatility.fit(log_close, train_ends, train_targets, steps, quantiles),
-            GarchVolatility.fit(log_close, train_ends, steps, quantiles),
+            EmpiricalQuantiles(tuple(steps), quantiles, history_steps),
+            EwmaVolatility.fit(
+                log_close, train_ends, train_targets, steps, quantiles, history_steps
+            ),
+            GarchVolatility.fit(log_close, train_ends, steps, quantiles, history_steps),
         )
+
+    def get(self, kind: str) -> VolatilityModel:
+        """The baseline named `kind` (one of BASELINE_KINDS)."""
+        models: dict[str, VolatilityModel] = {
+            "empirical": self.empirical,
+            "ewma": self.ewma,
+            "garch": self.garch,
+        }
+        return models[kind]
 
     def predict(self, close: FloatArray, ends: IndexArray) -> dict[str, FloatArray]:
         log_close = np.log(close)
-        return {
-            "empirical": self.empirical.predict(log_close, ends),
-            "ewma": self.ewma.predict(log_close, ends),
-            "garch": self.garch.predict(log_close, ends),
-        }
+        return {kind: self.get(kind).predict(log_close, ends) for kind in BASELINE_KINDS}
