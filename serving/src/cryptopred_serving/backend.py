@@ -193,6 +193,9 @@ class Backend:
                         "name": model_name(pair, width),
                         "version": champion.version if champion else None,
                         "alias": "champion" if champion else None,
+                        "model_kind": tags.get("model_kind", "transformer") if champion else None,
+                        "baseline": tags.get("baseline"),
+                        "reason": tags.get("demoted_reason") or tags.get("reason"),
                         "trained_from_ms": _int_or_none(tags.get("trained_from_ms")),
                         "trained_to_ms": _int_or_none(tags.get("trained_to_ms")),
                         "window_steps": champion.window_steps if champion else None,
@@ -201,6 +204,11 @@ class Backend:
                             k: float(v)
                             for k, v in (champion.metrics if champion else {}).items()
                             if k.startswith("test_")
+                        },
+                        "gate_metrics": {
+                            k: float(v)
+                            for k, v in (champion.metrics if champion else {}).items()
+                            if k.startswith("gate_")
                         },
                     }
                 )

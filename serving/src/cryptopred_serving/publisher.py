@@ -56,7 +56,7 @@ class PublisherStage(Stage):
         served: set[tuple[str, int]],
         champion_of: ChampionFn,
         predict: PredictFn,
-        history_rows: int = 512,
+        history_rows: int = 1024,
         published: PublishedFn | None = None,
         max_age_ms: int | None = None,
     ) -> None:

@@ -97,11 +97,17 @@ class ModelOut(BaseModel):
     name: str
     version: str | None
     alias: str | None
+    model_kind: str | None = Field(
+        None, description="what serves: transformer (passed the gate) or baseline"
+    )
+    baseline: str | None = Field(None, description="the baseline's kind: empirical, ewma, garch")
+    reason: str | None = Field(None, description="why this version serves (the gate's words)")
     trained_from_ms: int | None
     trained_to_ms: int | None
     window_steps: int | None
     horizon_seconds: list[int]
     test_metrics: dict[str, float]
+    gate_metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class LiveMetric(BaseModel):

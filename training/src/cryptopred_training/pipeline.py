@@ -301,7 +301,24 @@ def run_training(
 
     `champion_loss` is the current champion's gate loss on this run's test split (see
     `champion.champion_loss`), None when there is none to compare."""
-    data = prepare_data(frame, config)
+    return train_and_decide(
+        prepare_data(frame, config),
+        config,
+        champion_loss=champion_loss,
+        on_epoch=on_epoch,
+        fitter=fitter,
+    )
+
+
+def train_and_decide(
+    data: PreparedData,
+    config: TrainConfig,
+    *,
+    champion_loss: float | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    fitter: Fitter = fit,
+) -> TrainingOutcome:
+    """`run_training` on prepared data (features, targets and window ends)."""
     gap = max(data.steps)
     split = chronological_split(data.ends, config.train_fraction, config.validation_fraction, gap)
     models = train_models(data, split.train, split.validation, config, on_epoch, fitter)

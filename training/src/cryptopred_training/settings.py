@@ -50,7 +50,10 @@ class TrainSettings(Settings):
         _DEFAULTS.coverage_high, ge=0, le=1, description="highest 80 % coverage the gate accepts"
     )
     train_baseline_history_steps: int = Field(
-        _DEFAULTS.baseline_history_steps, ge=3, description="candles a baseline's interval uses"
+        _DEFAULTS.baseline_history_steps,
+        ge=3,
+        le=1000,
+        description="candles a baseline's interval uses (at most 1000: a POST's rows)",
     )
     train_min_rows: int = Field(_DEFAULTS.min_rows, ge=1, description="fewest rows to train on")
     train_seed: int = Field(_DEFAULTS.seed, description="random seed")

@@ -1,10 +1,12 @@
-"""End-to-end on synthetic data: a planted signal is learnt and promoted; a random walk is not."""
+"""End-to-end on synthetic data: a planted signal is learnt and promoted; a random walk is not,
+and the best volatility baseline serves instead."""
 
 import numpy as np
 import pytest
 
 from cryptopred_training.config import TrainConfig
-from cryptopred_training.pipeline import predict_returns, prepare_data, run_training
+from cryptopred_training.pipeline import gate_rule, predict_returns, prepare_data, run_training
+from cryptopred_training.promotion import decide_promotion
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
 CONFIG = TrainConfig(
@@ -39,23 +41,13 @@ def test_planted_signal_beats_both_baselines_and_is_promoted(planted):
     assert test["transformer"]["directional_accuracy_60s"] > 0.6
     assert 0.6 < test["transformer"]["coverage_80_60s"] < 0.95
     assert outcome.decision.decision == "champion", outcome.decision.reason
-    # the current champion is better: stay challenger
-    better = 0.9 * mae["transformer"]
-    assert run_decision(outcome, better) == "challenger"
-
-
-def run_decision(outcome, champion_mae):
-    from cryptopred_training.promotion import decide_promotion
-
-    test, wf = outcome.test_metrics, outcome.walk_forward.mean
-    return decide_promotion(
-        test_mae=test["transformer"]["mae_60s"],
-        test_persistence_mae=test["persistence"]["mae_60s"],
-        walk_forward_mae=wf["transformer"]["mae_60s"],
-        walk_forward_persistence_mae=wf["persistence"]["mae_60s"],
-        champion_test_mae=champion_mae,
-        margin=CONFIG.promotion_margin,
-    ).decision
+    assert outcome.decision.served == "transformer"
+    assert [e.where for e in outcome.gate] == ["test", "walk-forward"]
+    assert all(e.p_value < CONFIG.promotion_p_value for e in outcome.gate)
+    # the current champion is better on this test split: the transformer stays challenger
+    better = 0.9 * outcome.gate[0].loss
+    kept = decide_promotion(list(outcome.gate), gate_rule(CONFIG), champion_loss=better)
+    assert (kept.decision, kept.served) == ("challenger", "keep")
 
 
 def test_predictor_matches_the_pipeline_on_the_last_window(planted):
@@ -78,4 +70,6 @@ def test_random_walk_is_not_promoted():
     test = outcome.test_metrics
     assert not test["transformer"]["mae_60s"] < 0.98 * test["persistence"]["mae_60s"]
     assert outcome.decision.decision == "challenger"
-    assert "does not beat persistence" in outcome.decision.reason
+    assert outcome.decision.served == "baseline"
+    assert outcome.baseline_predictor.kind == outcome.gate[0].baseline
+    assert f"{outcome.gate[0].baseline} serves" in outcome.decision.reason
