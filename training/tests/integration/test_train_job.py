@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from cryptopred.settings import Settings
@@ -115,12 +114,18 @@ def test_planted_signal_becomes_champion_with_a_complete_run(
     )
     assert second.version != version.version
     second_metrics = client.get_run(second.run_id).data.metrics
-    champion_mae = second_metrics["champion_test_mae"]
-    assert champion_mae == pytest.approx(float(tags["test_mae_60s"]), rel=1e-3)
-    new_mae = second_metrics["test_transformer_mae_60s"]
+    champion_loss = second_metrics["champion_test_loss"]
+    assert champion_loss == pytest.approx(float(tags["test_loss"]), rel=1e-3)
+    new_loss = second_metrics["gate_test_loss"]
     now_champion = client.get_model_version_by_alias(name, "champion").version
+    transformers = [
+        v
+        for v in client.search_model_versions(f"name='{name}'")
+        if v.tags.get("model_kind") == "transformer"
+    ]
+    second = max(transformers, key=lambda v: int(v.version))
     if second.tags["decision"] == "champion":
-        assert new_mae < champion_mae and now_champion == second.version
+        assert new_loss < champion_loss and now_champion == second.version
     else:
         assert now_champion == version.version
         assert client.get_model_version_by_alias(name, "challenger").version == second.version
@@ -141,14 +146,29 @@ def test_random_walk_is_not_promoted(
 
     name = pair.replace("/", "-") + "-60s"
     client = _client(mlflow_server.mlflow_uri)
-    with pytest.raises(MlflowException):
-        client.get_model_version_by_alias(name, "champion")
     version = client.get_model_version_by_alias(name, "challenger")
-    assert version.tags["decision"] == "challenger"
-    assert "persistence" in version.tags["reason"]
+    assert version.tags["decision"] == "challenger" and version.tags["model_kind"] == "transformer"
     run = client.get_run(version.run_id)
     assert run.data.params["promotion_reason"] == version.tags["reason"]
     assert run.data.tags["decision"] == "challenger"
+    # the best volatility baseline is registered from the same run and serves
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.version == client.get_model_version_by_alias(name, "baseline").version
+    assert champion.run_id == version.run_id and champion.version != version.version
+    kind = champion.tags["baseline"]
+    assert champion.tags["model_kind"] == "baseline" and kind in ("empirical", "ewma", "garch")
+    assert f"{kind} serves" in version.tags["reason"]
+    assert run.data.params["served"] == "baseline" and run.data.params["best_baseline"] == kind
+    assert 0 <= run.data.metrics["gate_test_dm_p"] <= 1
+    from cryptopred_training.baseline_predictor import BaselinePredictor
+    from cryptopred_training.registry import load_registered_predictor
+
+    served = load_registered_predictor(mlflow_server.mlflow_uri, name, champion.version)
+    assert isinstance(served, BaselinePredictor) and served.kind == kind
+    assert champion.tags["window_steps"] == str(served.window_steps)
+    frame = synthetic_indicator_frame(2500, pair=pair, seed=2)
+    forecasts = served.predict_records(frame.tail(served.window_steps).to_dict("records"))
+    assert all(f["lower"] < f["predicted_close"] < f["upper"] for f in forecasts)
 
 
 def test_gaps_exit_non_zero_with_the_reason(

@@ -265,10 +265,13 @@ class Demo:
                 self.say(f"{pair}: not trained: {exc}")
                 continue
             decision = report.outcome.decision
-            self.decisions[pair] = f"{decision.decision} v{report.logged.version}"
+            served = report.logged.champion_version
+            self.decisions[pair] = (
+                f"champion v{served} ({decision.served})" if served else "no champion"
+            )
             self.say(
-                f"{pair}: {decision.decision} (version {report.logged.version}, "
-                f"{report.total_seconds:.0f} s): {decision.reason}"
+                f"{pair}: transformer {decision.decision} (version {report.logged.version}, "
+                f"{report.total_seconds:.0f} s): {decision.reason}; serving version {served}"
             )
 
     def deploy(self) -> None:
@@ -294,10 +297,7 @@ class Demo:
         """Until the latest-prediction endpoint answers for every pair with a champion."""
         promoted = [p for p, d in self.decisions.items() if d.startswith("champion")]
         if not promoted:
-            self.say(
-                "no model beat the persistence baseline, so none was promoted: the API answers "
-                "503 until a later `cryptopred train` promotes one"
-            )
+            self.say("no pair was trained, so no model serves: the API answers 503 until one is")
             return
         deadline = time.monotonic() + timeout_s
         waiting = set(promoted)
