@@ -134,3 +134,30 @@ def test_versions_that_would_run_code_are_refused_and_the_champion_stays(
             assert not marker.exists(), "loading ran code from the registry"
     finally:
         watcher.stop()
+
+
+def test_a_baseline_version_loads_as_data_and_forecasts_like_its_pyfunc(mlflow_server) -> None:
+    """Every run registers its best volatility baseline (alias `baseline`); serving loads it
+    from its JSON state and card, and it answers like MLflow's pyfunc of the same version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from cryptopred_training.baseline_predictor import BaselinePredictor
+
+    uri = mlflow_server.mlflow_uri
+    pair, name = "MLB/USD", "MLB-USD-60s"
+    frame = synthetic_indicator_frame(900, pair=pair, seed=6)
+    transformer = train_and_register(uri, frame, seed=0, pair=pair)
+    baseline = MlflowClient(tracking_uri=uri).get_model_version_by_alias(name, "baseline")
+    assert baseline.version != transformer
+    assert baseline.tags["model_kind"] == "baseline"
+    predictor = load_from_mlflow(uri)(Champion(name, str(baseline.version), None))
+    assert isinstance(predictor, BaselinePredictor)
+    assert baseline.tags["window_steps"] == str(predictor.window_steps)
+    recent = frame.iloc[-predictor.window_steps :]
+    got = predictor.predict_records(recent.to_dict("records"))
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{baseline.version}")
+    expected = pyfunc.predict(recent)
+    assert [r["upper"] for r in got] == pytest.approx(expected["upper"].tolist(), rel=1e-12)
+    assert all(r["lower"] < r["predicted_close"] < r["upper"] for r in got)

@@ -23,7 +23,12 @@ import pandas as pd
 
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.pipeline import PreparedData, TrainingOutcome, predict_returns
-from cryptopred_training.plots import plot_loss_curves, plot_predictions
+from cryptopred_training.plots import (
+    plot_calibration,
+    plot_loss_curves,
+    plot_predictions,
+    plot_skill,
+)
 from cryptopred_training.retrain.history import VERSION_TAG
 from cryptopred_training.source import COLUMNS
 
@@ -186,6 +191,15 @@ def log_training(
                 data.close[test],
                 data.targets[test],
                 predicted["transformer"],
+                config.horizon_seconds,
+            )
+            plot_calibration(
+                plots, data.targets[test], predicted, config.quantiles, config.horizon_seconds
+            )
+            plot_skill(
+                plots,
+                outcome.test_metrics["transformer"],
+                [name for name in predicted if name != "transformer"],
                 config.horizon_seconds,
             )
             mlflow.log_artifacts(str(plots), "plots")

@@ -89,7 +89,13 @@ def test_planted_signal_becomes_champion_with_a_complete_run(
     assert len(client.get_metric_history(version.run_id, "train_loss")) == len(history)
 
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
-    assert {"plots/loss_curves.png", "plots/predicted_vs_actual_60s.png"} <= artifacts
+    assert {
+        "plots/loss_curves.png",
+        "plots/predicted_vs_actual_60s.png",
+        "plots/reliability.png",
+        "plots/pit_histogram.png",
+        "plots/skill_by_horizon.png",
+    } <= artifacts
     local = client.download_artifacts(version.run_id, "data_validation.json", str(tmp_path))
     summary = json.loads(Path(local).read_text())
     assert summary["n_rows"] == 2500 and summary["start_ms"] == first_ms

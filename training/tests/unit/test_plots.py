@@ -23,3 +23,24 @@ def test_plots_write_png_files(tmp_path):
     loss_path = plot_loss_curves(tmp_path / "plots", history)
     for path in [*paths, loss_path]:
         assert path.read_bytes().startswith(PNG) and path.stat().st_size > 1000
+
+
+def test_calibration_shares_and_plots(tmp_path):
+    import numpy as np
+    import pytest
+
+    from cryptopred_training.plots import pit_bins, plot_calibration, plot_skill, quantile_hits
+
+    rng = np.random.default_rng(0)
+    actual = rng.normal(0, 1, (20_000, 1))
+    calibrated = np.tile([-1.2816, 0.0, 1.2816], (20_000, 1))[:, None, :]
+    narrow = calibrated / 4
+    assert quantile_hits(actual, calibrated)[0] == pytest.approx([0.1, 0.5, 0.9], abs=0.01)
+    assert pit_bins(actual, calibrated)[0] == pytest.approx([0.1, 0.4, 0.4, 0.1], abs=0.01)
+    assert pit_bins(actual, narrow)[0][0] > 0.35  # too narrow: the outer bins fill up
+    paths = plot_calibration(
+        tmp_path, actual, {"transformer": narrow, "garch": calibrated}, (0.1, 0.5, 0.9), [60]
+    )
+    skill = plot_skill(tmp_path, {"skill_vs_garch_60s": -0.3}, ["garch"], [60])
+    for path in [*paths, skill]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
