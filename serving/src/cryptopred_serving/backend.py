@@ -230,9 +230,7 @@ class Backend:
         `horizon_seconds` is None), with the champion that serves now (None: none yet)."""
         horizon = self.chart_horizon(pair, candle_seconds, horizon_seconds)
         champion = self.champion_of(pair, candle_seconds)
-        candles, predictions = self.db.run(
-            queries.chart_rows, pair, candle_seconds, limit, horizon
-        )
+        candles, predictions = self.db.run(queries.chart_rows, pair, candle_seconds, limit, horizon)
         return {
             "pair": pair,
             "candle_seconds": candle_seconds,
