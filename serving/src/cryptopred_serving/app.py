@@ -297,9 +297,11 @@ class PredictionAPI:
         pair: str,
         candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX),
         limit: int = Query(240, ge=1, le=5000),
+        horizon_seconds: int | None = Query(None, ge=1, le=HORIZON_SECONDS_MAX),
     ) -> dict[str, Any]:
         p = self.backend.pair(pair)
-        return self.backend.chart(p, self.backend.candle_seconds(candle_seconds), limit)
+        width = self.backend.candle_seconds(candle_seconds)
+        return self.backend.chart(p, width, limit, horizon_seconds)
 
     @api.get("/ui/plotly.min.js")
     def plotly(self) -> Response:
@@ -307,10 +309,16 @@ class PredictionAPI:
 
     @api.get("/ui/{pair:path}", response_class=HTMLResponse)
     def ui(
-        self, pair: str, candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX)
+        self,
+        pair: str,
+        candle_seconds: int | None = Query(None, ge=1, le=CANDLE_SECONDS_MAX),
+        horizon_seconds: int | None = Query(None, ge=1, le=HORIZON_SECONDS_MAX),
     ) -> str:
         p = self.backend.pair(pair)
-        return chart_page(pair_to_url(p), self.backend.candle_seconds(candle_seconds))
+        width = self.backend.candle_seconds(candle_seconds)
+        horizons = self.backend.horizons(p, width)
+        selected = self.backend.chart_horizon(p, width, horizon_seconds)
+        return chart_page(pair_to_url(p), width, horizons, selected)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Any:

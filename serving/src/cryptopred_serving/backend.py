@@ -214,11 +214,37 @@ class Backend:
                 )
         return out
 
-    def chart(self, pair: str, candle_seconds: int, limit: int) -> dict[str, Any]:
-        candles, predictions = self.db.run(queries.chart_rows, pair, candle_seconds, limit)
+    def horizons(self, pair: str, candle_seconds: int) -> tuple[int, ...]:
+        """The current champion's horizons; none while there is no champion."""
+        champion = self.champion_of(pair, candle_seconds)
+        return champion.horizon_seconds if champion else ()
+
+    def chart_horizon(self, pair: str, candle_seconds: int, value: int | None) -> int | None:
+        """A chart request's horizon, checked against the champion's (422 naming the field)."""
+        horizons = self.horizons(pair, candle_seconds)
+        if value is not None and value not in horizons:
+            raise ClientError(
+                422,
+                f"horizon_seconds {value} is not a horizon of the champion of "
+                f"{model_name(pair, candle_seconds)}: {list(horizons)}",
+                ("query", "horizon_seconds"),
+            )
+        return value
+
+    def chart(
+        self, pair: str, candle_seconds: int, limit: int, horizon_seconds: int | None = None
+    ) -> dict[str, Any]:
+        """Recent candles and the predictions over them (one horizon's, or all of them when
+        `horizon_seconds` is None), with the champion that serves now (None: none yet)."""
+        horizon = self.chart_horizon(pair, candle_seconds, horizon_seconds)
+        champion = self.champion_of(pair, candle_seconds)
+        candles, predictions = self.db.run(queries.chart_rows, pair, candle_seconds, limit, horizon)
         return {
             "pair": pair,
             "candle_seconds": candle_seconds,
+            "horizon_seconds": horizon,
+            "model_name": champion.name if champion else None,
+            "model_version": champion.version if champion else None,
             "candles": candles,
             "predictions": predictions,
         }

@@ -88,9 +88,14 @@ def predictions_targeting(
 
 
 def chart_rows(
-    conn: psycopg.Connection, pair: str, candle_seconds: int, limit: int
+    conn: psycopg.Connection,
+    pair: str,
+    candle_seconds: int,
+    limit: int,
+    horizon_seconds: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Recent candles (oldest first) and the predictions made over them."""
+    """Recent candles (oldest first) and the predictions made over them: those of one horizon,
+    or of every horizon when `horizon_seconds` is None."""
     candles = fetch_all(
         conn,
         "SELECT window_start_ms, window_end_ms, open, high, low, close, volume, final "
@@ -99,12 +104,14 @@ def chart_rows(
         (pair, candle_seconds, limit),
     )[::-1]
     since = candles[0]["window_start_ms"] if candles else 0
+    one_horizon = "" if horizon_seconds is None else "AND horizon_seconds = %s "
+    params = (pair, candle_seconds, since) + (() if horizon_seconds is None else (horizon_seconds,))
     predictions = fetch_all(
         conn,
         "SELECT horizon_seconds, window_end_ms, target_ts_ms, predicted_close, lower, upper, "
         "model_version FROM predictions WHERE pair = %s AND candle_seconds = %s "
-        "AND window_end_ms >= %s ORDER BY target_ts_ms",
-        (pair, candle_seconds, since),
+        f"AND window_end_ms >= %s {one_horizon}ORDER BY target_ts_ms",
+        params,
     )
     return candles, predictions
 

@@ -146,6 +146,8 @@ def test_predict_uses_the_latest_rows_or_an_explicit_window(served):
         ("get", "/v1/predictions/SVA-USD?horizon_seconds=61", None, 422, "horizon_seconds"),
         ("get", "/v1/predictions/SVA-USD/history?limit=0", None, 422, "limit"),
         ("get", "/v1/metrics/live?pair=SVA-USD&window=forever", None, 422, "window"),
+        ("get", "/v1/chart/SVA-USD?horizon_seconds=61", None, 422, "horizon_seconds"),
+        ("get", "/ui/SVA-USD?horizon_seconds=61", None, 422, "horizon_seconds"),
         ("post", "/v1/predict", {"pair": PAIR, "candle_seconds": "x"}, 422, "candle_seconds"),
         ("post", "/v1/predict", {"candle_seconds": 60}, 422, "pair"),
         ("post", "/v1/predict", {"pair": "XRP/EUR"}, 404, "unknown pair"),
@@ -215,6 +217,10 @@ def test_publisher_predicts_each_final_row_into_kafka_and_db_and_scores_outcomes
     sixty = [m for m in live.json() if m["horizon_seconds"] == 60]
     assert sixty and sixty[0]["n"] == LIVE_ROWS - 1
     assert sixty[0]["mae"] == pytest.approx(sum(o["abs_error"] for o in outcomes) / len(outcomes))
+    chart = served["client"].get("/v1/chart/SVA-USD", params={"horizon_seconds": 300})
+    assert chart.status_code == 200, chart.text
+    assert [p["horizon_seconds"] for p in chart.json()["predictions"]] == [300] * LIVE_ROWS
+    assert chart.json()["model_version"] == served["version"]
     conn.close()
 
 
@@ -255,7 +261,7 @@ def test_the_chart_page_renders_in_headless_chromium(served, tmp_path):
     browser = shutil.which("chromium")
     if browser is None:
         pytest.skip("Debian package chromium is not installed (.ci/run installs it)")
-    url = f"{served['client'].base_url}/ui/SVA-USD"
+    url = f"{served['client'].base_url}/ui/SVA-USD?horizon_seconds=300"
     flags = [
         browser,
         "--headless",
@@ -275,6 +281,9 @@ def test_the_chart_page_renders_in_headless_chromium(served, tmp_path):
     ).stdout
     assert "SVA/USD" in dom
     assert "main-svg" in dom  # plotly drew its SVG: the bundled script ran, no CDN needed
+    assert '<option value="300" selected="">300 s</option>' in dom
+    # the live block was filled from /v1/metrics/live (this version has no outcomes)
+    assert '<dl id="live"><dd>no outcomes yet</dd></dl>' in dom
     shot = tmp_path / "ui.png"
     subprocess.run(
         [*flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True
