@@ -18,6 +18,7 @@ import argparse
 import collections
 import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -74,11 +75,13 @@ def oracle_returns(returns: np.ndarray, coef: float, steps: tuple[int, ...]) -> 
     return out
 
 
-def planted_signal(rows: int, coef: float, seed: int) -> None:
+def planted_signal(rows: int, coef: float, seed: int, epochs: int) -> None:
     frame = synthetic_indicator_frame(rows, ar_lag=LAG, ar_coef=coef, seed=seed)
     returns = synthetic_returns(rows, volatility=0.001, ar_lag=LAG, ar_coef=coef, seed=seed)
-    outcome = run_training(frame, CONFIG)
-    data = prepare_data(frame, CONFIG)
+    config = replace(CONFIG, max_epochs=epochs, patience=4)
+    started = time.perf_counter()
+    outcome = run_training(frame, config)
+    data = prepare_data(frame, config)
     test = outcome.split.test
     actual = compute_targets(data.close, data.steps)[test]
     predicted = predict_returns(outcome.models, data, test, CONFIG)["transformer"]
@@ -93,17 +96,25 @@ def planted_signal(rows: int, coef: float, seed: int) -> None:
             f", oracle {oracle_ratio:.4f} (gap {model_ratio - oracle_ratio:+.4f}; goal <= 0.005)"
             f"; 80 % coverage {inside.mean():.1%} (goal 78-82 %)"
         )
-    print(f"planted c={coef:g}: {outcome.decision.decision}, {outcome.decision.reason}")
+    print(
+        f"planted c={coef:g} ({rows} rows, {epochs} epochs at most, "
+        f"{time.perf_counter() - started:.0f} s): {outcome.decision.decision}, "
+        f"{outcome.decision.reason}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=2500)
+    parser.add_argument("--rows", type=int, default=2500, help="rows per random walk")
+    parser.add_argument("--planted-rows", type=int, default=20_000)
+    parser.add_argument("--planted-epochs", type=int, default=20)
+    parser.add_argument("--skip-false-promotions", action="store_true")
     args = parser.parse_args()
-    false_promotions(args.seeds, args.rows)
+    if not args.skip_false_promotions:
+        false_promotions(args.seeds, args.rows)
     for coef in (0.7, 0.3):
-        planted_signal(args.rows * 2, coef, seed=1)
+        planted_signal(args.planted_rows, coef, seed=1, epochs=args.planted_epochs)
 
 
 if __name__ == "__main__":

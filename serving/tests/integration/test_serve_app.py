@@ -336,3 +336,30 @@ def test_fuzzing_the_openapi_finds_no_server_error(served):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             fuzz(operation, mode)
     assert errors == []
+
+
+def test_a_baseline_champion_serves_forecasts_with_intervals(served):
+    """When the gate serves the best volatility baseline, the API answers with it (no 503)
+    and says so in /v1/models."""
+    from mlflow import MlflowClient
+
+    c = served["client"]
+    client = MlflowClient(tracking_uri=served["mlflow_uri"])
+    baseline = client.get_model_version_by_alias(NAME, "baseline")
+    client.set_registered_model_alias(NAME, "champion", baseline.version)
+
+    def served_by_baseline():
+        resp = c.get(f"/v1/predictions/{PAIR.replace('/', '-')}")
+        return resp.status_code == 200 and resp.json()["model_version"] == baseline.version
+
+    wait_for(served_by_baseline, 60, "the baseline champion's prediction")
+    answer = c.post("/v1/predict", json={"pair": PAIR})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == baseline.version
+    forecasts = answer.json()["forecasts"]
+    assert len(forecasts) == 3
+    assert all(f["lower"] < f["predicted_close"] < f["upper"] for f in forecasts)
+    model = c.get("/v1/models").json()[0]
+    assert model["version"] == baseline.version and model["model_kind"] == "baseline"
+    assert model["baseline"] in ("empirical", "ewma", "garch") and model["reason"]
+    assert model["window_steps"] == 64
