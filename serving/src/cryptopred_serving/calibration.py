@@ -22,6 +22,7 @@ import numpy as np
 
 from cryptopred.records import PredictionOutcome
 from cryptopred_serving.champions import Champion
+from cryptopred_serving.settings import ServeSettings
 from cryptopred_training.scores import diebold_mariano
 
 BASELINE_KIND = "baseline"
@@ -48,6 +49,18 @@ class DemotionPolicy:
                 f"min_outcomes {self.min_outcomes} needs 2 <= it <= "
                 f"window_outcomes {self.window_outcomes}"
             )
+
+
+def policy_of(settings: ServeSettings) -> DemotionPolicy:
+    """The demotion policy the `demotion_*` settings describe."""
+    return DemotionPolicy(
+        coverage_low=settings.demotion_coverage_low,
+        coverage_high=settings.demotion_coverage_high,
+        after_s=settings.demotion_after_s,
+        p_value=settings.demotion_p_value,
+        min_outcomes=settings.demotion_min_outcomes,
+        window_outcomes=settings.demotion_window_outcomes,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from cryptopred.records import PredictionOutcome
-from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy
+from cryptopred.settings import SettingsError
+from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy, policy_of
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.outcomes import pinball_price
+from cryptopred_serving.settings import ServeSettings, load_serve_settings
 
 NAME = "BTC-USD-60s"
 START_MS = 1_700_000_040_000
@@ -185,3 +187,17 @@ def test_pinball_in_price_units():
     assert pinball_price(90.0, 100.0, 110.0, 100.0) == pytest.approx((1.0 + 0.0 + 1.0) / 3)
     # below the lower one: 0.9*(l-y) + 0.5*(m-y) + 0.1*(u-y)
     assert pinball_price(90.0, 100.0, 110.0, 80.0) == pytest.approx((9.0 + 10.0 + 3.0) / 3)
+
+
+def test_the_settings_make_the_policy_and_a_bad_one_fails_in_one_line():
+    policy = policy_of(ServeSettings(demotion_coverage_low=0.75, demotion_after_s=600))
+    assert policy == DemotionPolicy(0.75, 0.90, 600.0, 0.05, 60, 240)
+    for bad, env in [
+        ({"demotion_coverage_low": 0.9, "demotion_coverage_high": 0.8}, "COVERAGE_HIGH"),
+        ({"demotion_min_outcomes": 100, "demotion_window_outcomes": 50}, "WINDOW_OUTCOMES"),
+        ({"demotion_p_value": 0.0}, "P_VALUE"),
+    ]:
+        with pytest.raises(SettingsError) as failed:
+            load_serve_settings(**bad)
+        message = str(failed.value)
+        assert "\n" not in message and f"CRYPTOPRED_DEMOTION_{env}" in message
