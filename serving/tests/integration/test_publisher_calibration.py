@@ -10,10 +10,13 @@ from cryptopred import tables, topics
 from cryptopred.db import connect, fetch_all, upsert
 from cryptopred.pipeline.stage import Emit, Inbound
 from cryptopred.records import encode
+from cryptopred_serving import queries
+from cryptopred_serving.backend import live_metric
 from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.outcomes import pinball_price
 from cryptopred_serving.publisher import PublisherStage
+from cryptopred_serving.schemas import LiveMetric
 from cryptopred_serving.testing import rows_of
 
 pytestmark = pytest.mark.integration
@@ -93,6 +96,20 @@ def test_outcomes_score_champion_and_baseline_and_a_bad_champion_is_demoted(post
         (pair,),
     )
     assert stored == [{"n": len(outcomes), "v": "2"}]
+    live = [live_metric(r) for r in queries.live_metrics(conn, pair, 0)]
+    assert [(m["model_version"], m["horizon_seconds"], m["n"]) for m in live] == [
+        ("1", 60, 49),
+        ("1", 120, 48),
+    ]
+    for metric in live:
+        mine = [o for o in outcomes if o.horizon_seconds == metric["horizon_seconds"]]
+        ours = sum(o.pinball_loss for o in mine)
+        theirs = sum(o.baseline_pinball_loss for o in mine)
+        assert metric["pinball_loss"] == pytest.approx(ours / len(mine))
+        assert metric["baseline_pinball_loss"] == pytest.approx(theirs / len(mine))
+        assert metric["skill"] == pytest.approx(1 - ours / theirs) and metric["skill"] < 0
+        assert metric["baseline_n"] == len(mine) and metric["interval_coverage"] == 1.0
+        LiveMetric(**metric)  # the API's schema takes it
     stage.close()
     conn.close()
 

@@ -215,6 +215,9 @@ def test_publisher_predicts_each_final_row_into_kafka_and_db_and_scores_outcomes
     sixty = [m for m in live.json() if m["horizon_seconds"] == 60]
     assert sixty and sixty[0]["n"] == LIVE_ROWS - 1
     assert sixty[0]["mae"] == pytest.approx(sum(o["abs_error"] for o in outcomes) / len(outcomes))
+    pinball = sum(o["pinball_loss"] for o in outcomes) / len(outcomes)
+    assert sixty[0]["pinball_loss"] == pytest.approx(pinball)
+    assert sixty[0]["skill"] is None and sixty[0]["baseline_n"] == 0  # no baseline alias
     conn.close()
 
 
