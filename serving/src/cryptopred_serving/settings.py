@@ -47,7 +47,8 @@ class ServeSettings(Settings):
     )
     model_replicas: int = Field(1, ge=1, description="replicas of the model server")
     demotion_enabled: bool = Field(
-        True, description="demote a champion whose live calibration or skill fails (see below)"
+        True,
+        description="demote a champion whose live coverage or skill fails (demotion_* settings)",
     )
     demotion_coverage_low: float = Field(
         0.70, ge=0, le=1, description="lowest rolling 80 % interval coverage a champion may keep"
