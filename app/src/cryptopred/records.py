@@ -325,13 +325,21 @@ class PredictionOutcome(msgspec.Struct, frozen=True, kw_only=True):
     direction_hit: bool
     interval_hit: bool
     created_ms: int
+    # mean pinball loss over the 0.1/0.5/0.9 quantiles (price units); None in older rows
+    pinball_loss: float | None = None
+    # the `baseline` alias version's pinball loss for the same window, when it differs from
+    # this prediction's version and its forecast could be computed
+    baseline_pinball_loss: float | None = None
+    baseline_version: str | None = None
 
     def __post_init__(self) -> None:
         _pair(self.pair)
         for name in ("base_close", "predicted_close", "actual_close"):
             _positive(name, getattr(self, name))
-        _non_negative("abs_error", self.abs_error)
-        _non_negative("persistence_abs_error", self.persistence_abs_error)
+        for name in ("abs_error", "persistence_abs_error", "pinball_loss", "baseline_pinball_loss"):
+            value = getattr(self, name)
+            if value is not None:
+                _non_negative(name, value)
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):

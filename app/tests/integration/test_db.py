@@ -131,3 +131,42 @@ def test_an_open_row_never_replaces_a_final_one(postgres, as_mapping):
         assert stored() == [(107.0, True)]
         upsert(conn, "candles", [row(2.0, True)], "postgres")  # a replayed final: same row
         assert stored() == [(107.0, True)]
+
+
+def test_create_schema_adds_the_outcome_columns_an_older_table_lacks(postgres):
+    """An outcomes table made before pinball losses were scored gets them as NULL columns."""
+    from cryptopred.db.access import ddl
+    from cryptopred.db.schema import TABLES, Table
+
+    current = TABLES["prediction_outcomes"]
+    new = {"pinball_loss", "baseline_pinball_loss", "baseline_version"}
+    older = Table(
+        current.name, tuple(c for c in current.columns if c.name not in new), current.primary_key
+    )
+    with connect(postgres.db_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA older_contract")
+        try:
+            conn.execute("SET search_path TO older_contract")
+            conn.execute(ddl(older, "postgres"))
+            conn.execute(
+                "INSERT INTO prediction_outcomes VALUES ('BTC/USD', 60, 60, 1, 'm', '1', 2, "
+                "1.0, 1.0, 1.0, 0.0, 0.0, true, true, 3)"
+            )
+            create_schema(conn, "postgres")
+            create_schema(conn, "postgres")  # nothing left to add
+            rows = fetch_all(
+                conn,
+                "SELECT pinball_loss, baseline_pinball_loss, baseline_version, pair "
+                "FROM prediction_outcomes",
+            )
+            assert rows == [
+                {
+                    "pinball_loss": None,
+                    "baseline_pinball_loss": None,
+                    "baseline_version": None,
+                    "pair": "BTC/USD",
+                }
+            ]
+        finally:
+            conn.execute("SET search_path TO public")
+            conn.execute("DROP SCHEMA older_contract CASCADE")

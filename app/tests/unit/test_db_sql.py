@@ -1,7 +1,7 @@
 import pytest
 
 from cryptopred import tables
-from cryptopred.db.access import ddl, upsert_json_statement, upsert_statement
+from cryptopred.db.access import add_missing_columns, ddl, upsert_json_statement, upsert_statement
 from cryptopred.db.schema import TABLES
 from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
 
@@ -50,3 +50,15 @@ def test_postgres_upserts_never_turn_a_final_row_open():
 def test_unknown_dialect_is_refused():
     with pytest.raises(ValueError, match="unknown dialect 'mysql'"):
         upsert_statement(TABLES["candles"], "mysql")
+
+
+def test_an_older_outcomes_table_gets_the_nullable_columns_it_lacks():
+    table = TABLES["prediction_outcomes"]
+    older = set(table.column_names) - {"pinball_loss", "baseline_pinball_loss", "baseline_version"}
+    statements = [text(s) for s in add_missing_columns(table, older, "postgres")]
+    assert statements == [
+        'ALTER TABLE "prediction_outcomes" ADD COLUMN "pinball_loss" DOUBLE PRECISION',
+        'ALTER TABLE "prediction_outcomes" ADD COLUMN "baseline_pinball_loss" DOUBLE PRECISION',
+        'ALTER TABLE "prediction_outcomes" ADD COLUMN "baseline_version" TEXT',
+    ]
+    assert add_missing_columns(table, set(table.column_names), "risingwave") == []

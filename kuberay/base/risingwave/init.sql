@@ -113,6 +113,9 @@ CREATE TABLE IF NOT EXISTS prediction_outcomes (
     "direction_hit" BOOLEAN NOT NULL,
     "interval_hit" BOOLEAN NOT NULL,
     "created_ms" BIGINT NOT NULL,
+    "pinball_loss" DOUBLE PRECISION,
+    "baseline_pinball_loss" DOUBLE PRECISION,
+    "baseline_version" VARCHAR,
     PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
 );
 

@@ -24,7 +24,9 @@ from cryptopred.pipeline.writer import DbWriter
 from cryptopred.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.bodies import predict_body_openapi, read_predict
+from cryptopred_serving.calibration import CalibrationMonitor, policy_of
 from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.demoter import Demoter
 from cryptopred_serving.fastpath import (
     CANDLE_SECONDS_MAX,
     HORIZON_SECONDS_MAX,
@@ -130,6 +132,8 @@ class PredictionPublisher:
             lambda champion: _model_of(models, champion).warm.remote().result(timeout_s=120),
         )
         self.stop = threading.Event()
+        monitor = CalibrationMonitor(policy_of(self.settings))
+        self.demoter = Demoter(self.settings.mlflow_uri, monitor)
         self.stage = stage = PublisherStage(
             self.settings.db_url,
             {(p, c) for p in self.settings.pairs for c in self.settings.candle_seconds},
@@ -141,6 +145,9 @@ class PredictionPublisher:
                 if self.settings.publisher_max_age_s is None
                 else int(self.settings.publisher_max_age_s * 1000)
             ),
+            baseline_of=self.watcher.baseline,
+            monitor=monitor if self.settings.demotion_enabled else None,
+            demote=self.demoter,
         )
         self.runner = StageRunner(
             self.settings,
@@ -168,6 +175,7 @@ class PredictionPublisher:
         finally:
             self.runner.close()
             self.stage.close()
+            self.demoter.close()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if "model_poll_s" in user_config:
@@ -188,6 +196,7 @@ class PredictionPublisher:
             "skipped_no_champion": self.stage.skipped_no_champion,
             "skipped_done": self.stage.skipped_done,
             "reused_published": self.stage.reused_published,
+            "demotions": [d.reason for d in self.stage.demotions],
             "error": self.error,
         }
 

@@ -178,7 +178,7 @@ class Backend:
     def live(self, pair: str, window: str) -> list[dict[str, Any]]:
         since_ms = int(time.time() * 1000) - parse_window_ms(window)
         rows = self.db.run(queries.live_metrics, pair, since_ms)
-        return [{**r, "model_version": str(r["model_version"])} for r in rows]
+        return [live_metric(r) for r in rows]
 
     def models(self) -> list[dict[str, Any]]:
         out = []
@@ -346,3 +346,21 @@ def _int_or_none(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def live_metric(row: dict[str, Any]) -> dict[str, Any]:
+    """One `live_metrics` row as the API shows it: the skill against the baseline
+    (1 - pinball / baseline pinball over the outcomes that have both; None without any)."""
+    out = {k: v for k, v in row.items() if not k.startswith("paired_")}
+    out["model_version"] = str(row["model_version"])
+    mine, theirs = row.get("paired_pinball_sum"), row.get("paired_baseline_sum")
+    paired = row.get("paired_n") or 0
+    out["baseline_n"] = int(paired)
+    out["skill"] = (
+        1.0 - float(mine) / float(theirs)
+        if paired and mine is not None and theirs is not None and float(theirs) > 0
+        else None
+    )
+    for key in ("pinball_loss", "baseline_pinball_loss"):
+        out[key] = None if row.get(key) is None else float(row[key])
+    return out

@@ -18,6 +18,7 @@ from cryptopred_serving.pairs import model_name
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+BASELINE = "baseline"  # the latest run's best baseline: what live skill is measured against
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,19 @@ class Champion:
         return tuple(int(h) for h in raw.split(",") if h)
 
 
-def lookup_champion(client: Any, name: str) -> Champion | None:
-    """The champion of `name`, or None when the model or the alias does not exist yet."""
+def lookup_champion(
+    client: Any, name: str, alias: str = CHAMPION, with_metrics: bool = True
+) -> Champion | None:
+    """The version `alias` (the champion by default) of `name` points at, or None when the
+    model or the alias does not exist yet; `with_metrics` adds its run's metrics."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
     metrics: dict[str, float] = {}
-    if version.run_id:
+    if version.run_id and with_metrics:
         try:
             metrics = dict(client.get_run(version.run_id).data.metrics)
         except MlflowException:
@@ -86,6 +90,7 @@ class ChampionWatcher:
         self.poll_s = poll_s
         self.on_change = on_change
         self._current: dict[str, Champion] = {}
+        self._baselines: dict[str, Champion | None] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         # set after the first pass that looked every name up and warmed every champion found
@@ -105,6 +110,13 @@ class ChampionWatcher:
                 log.warning("champion lookup for %s failed: %s", name, exc)
                 complete = False
                 continue
+            try:
+                baseline = lookup_champion(self.client, name, BASELINE, with_metrics=False)
+            except Exception as exc:  # keep the baseline we knew
+                log.warning("baseline lookup for %s failed: %s", name, exc)
+            else:
+                with self._lock:
+                    self._baselines[name] = baseline
             with self._lock:
                 before = self._current.get(name)
             if found is None or (before is not None and before.version == found.version):
@@ -134,6 +146,14 @@ class ChampionWatcher:
             return None
         with self._lock:
             return self._current.get(name)
+
+    def baseline(self, pair: str, candle_seconds: int) -> Champion | None:
+        """The version the `baseline` alias pointed at on the last look; None when none."""
+        name = self.names.get((pair, candle_seconds))
+        if name is None:
+            return None
+        with self._lock:
+            return self._baselines.get(name)
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,6 +5,11 @@ current champion, emits the predictions to Kafka `predictions` (key pair) and th
 earlier predictions whose target candle this row realises into `prediction_outcomes`. The
 runner commits offsets only after both the Kafka acks and the DB commit.
 
+Each outcome carries its pinball loss and, when the registry's `baseline` alias points at
+another version, that baseline's pinball loss for the same window, forecast from the rows kept
+in memory. The outcomes of the champion go to a `CalibrationMonitor`; its demotion decisions
+are handed to `demote` (which carries them out off this thread).
+
 After a restart the runner replays from the last committed offset, so rows whose predictions
 were already shipped come again. Nothing is published twice: a row at or before the last
 prediction of its series in the DB (committed, hence also acknowledged by Kafka) is only kept as
@@ -30,18 +35,29 @@ from cryptopred.db import connect
 from cryptopred.kafka import make_consumer
 from cryptopred.pipeline.resume import ResumePoint
 from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import IndicatorRow, Prediction, RecordError, decode, to_dict
+from cryptopred.records import (
+    IndicatorRow,
+    Prediction,
+    PredictionOutcome,
+    RecordError,
+    decode,
+    to_dict,
+)
 from cryptopred.settings import Settings
 from cryptopred_serving import queries
+from cryptopred_serving.calibration import CalibrationMonitor, Demotion
 from cryptopred_serving.champions import Champion
-from cryptopred_serving.outcomes import score
+from cryptopred_serving.outcomes import pinball_price, score
 
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[Champion, list[dict[str, Any]]], list[dict[str, Any]]]
 ChampionFn = Callable[[str, int], Champion | None]
 PublishedFn = Callable[[], Iterable[Prediction]]
+DemoteFn = Callable[[Demotion], object]
 SeriesKey = tuple[str, int]  # (pair, candle_seconds)
+BASELINE_CACHE_WINDOWS = 256  # baseline forecasts kept, by window (each serves every horizon)
+BASELINE_RETRY_S = 300.0  # a baseline version that failed to forecast is skipped this long
 
 
 class PublisherStage(Stage):
@@ -59,6 +75,9 @@ class PublisherStage(Stage):
         history_rows: int = 1024,
         published: PublishedFn | None = None,
         max_age_ms: int | None = None,
+        baseline_of: ChampionFn | None = None,
+        monitor: CalibrationMonitor | None = None,
+        demote: DemoteFn | None = None,
     ) -> None:
         self.db_url = db_url
         self.max_age_ms = max_age_ms  # older rows are history only, not predicted on
@@ -81,6 +100,13 @@ class PublisherStage(Stage):
         # predictions made but maybe not committed to the DB yet, by (pair, width, target)
         self._pending: dict[tuple[str, int, int], list[Prediction]] = {}
         self._conn: psycopg.Connection | None = None
+        self.baseline_of = baseline_of
+        self.monitor = monitor
+        self.demote = demote
+        self.demotions: list[Demotion] = []
+        # baseline forecasts by (pair, width, window_end, model id), then horizon
+        self._baseline: dict[tuple[str, int, int, str], dict[int, dict[str, Any]] | None] = {}
+        self._baseline_failed: dict[str, float] = {}  # model id -> monotonic time of failure
 
     @contextmanager
     def _db(self) -> Iterator[psycopg.Connection]:
@@ -175,7 +201,86 @@ class PublisherStage(Stage):
                 if base is None:
                     log.warning("no close at %s for %s", prediction.window_end_ms, row.pair)
                     continue
-                out.row(tables.PREDICTION_OUTCOMES, score(prediction, base, row.close, now_ms))
+                baseline = self._baseline_loss(row, prediction)
+                outcome = score(prediction, base, row.close, now_ms, baseline)
+                out.row(tables.PREDICTION_OUTCOMES, outcome)
+                self._monitor(outcome)
+
+    def _monitor(self, outcome: PredictionOutcome) -> None:
+        """Feed the champion's outcome to the monitor; hand a demotion over to `demote`."""
+        if self.monitor is None:
+            return
+        decision = self.monitor.observe(
+            outcome, self.champion_of(outcome.pair, outcome.candle_seconds)
+        )
+        if decision is None:
+            return
+        log.warning("demoting %s %s: %s", decision.model_name, decision.model_version, decision)
+        self.demotions.append(decision)
+        if self.demote is not None:
+            self.demote(decision)
+
+    def _baseline_loss(self, row: IndicatorRow, prediction: Prediction) -> tuple[str, float] | None:
+        """(version, pinball loss) of the baseline's forecast for the prediction's window and
+        horizon; None without a baseline other than the prediction's version, or without the
+        window's rows in memory."""
+        if self.baseline_of is None:
+            return None
+        baseline = self.baseline_of(row.pair, row.candle_seconds)
+        if baseline is None or baseline.version == prediction.model_version:
+            return None
+        forecasts = self._baseline_forecasts(row, baseline, prediction.window_end_ms)
+        forecast = (forecasts or {}).get(prediction.horizon_seconds)
+        if forecast is None:
+            return None
+        loss = pinball_price(
+            float(forecast["lower"]),
+            float(forecast["predicted_close"]),
+            float(forecast["upper"]),
+            row.close,
+        )
+        return baseline.version, loss
+
+    def _baseline_forecasts(
+        self, row: IndicatorRow, baseline: Champion, window_end_ms: int
+    ) -> dict[int, dict[str, Any]] | None:
+        """The baseline's forecasts by horizon for the window ending at `window_end_ms`."""
+        key = (row.pair, row.candle_seconds, window_end_ms, baseline.model_id)
+        if key in self._baseline:
+            return self._baseline[key]
+        failed_at = self._baseline_failed.get(baseline.model_id)
+        if failed_at is not None and time.monotonic() - failed_at < BASELINE_RETRY_S:
+            return None
+        window = self._window_ending(row, window_end_ms, baseline.window_steps)
+        forecasts = None
+        if window is not None:
+            try:
+                forecasts = {int(f["horizon_seconds"]): f for f in self.predict(baseline, window)}
+            except Exception as exc:  # the baseline is extra: outcomes go on without it
+                log.warning("baseline %s could not forecast: %s", baseline.model_id, exc)
+                self._baseline_failed[baseline.model_id] = time.monotonic()
+                return None
+        if len(self._baseline) >= BASELINE_CACHE_WINDOWS:
+            del self._baseline[next(iter(self._baseline))]
+        self._baseline[key] = forecasts
+        return forecasts
+
+    def _window_ending(
+        self, row: IndicatorRow, window_end_ms: int, window_steps: int
+    ) -> list[dict[str, Any]] | None:
+        """The kept rows of `row`'s series up to the one ending at `window_end_ms` (the window
+        and the row before it, as predictions get); None when they are not all in memory."""
+        if window_steps <= 0:
+            return None
+        kept = list(self._rows.get((row.pair, row.candle_seconds), ()))
+        ends = [r.window_end_ms for r in kept]
+        try:
+            last = ends.index(window_end_ms)
+        except ValueError:
+            return None
+        if last + 1 < window_steps:
+            return None
+        return [to_dict(r) for r in kept[max(0, last - window_steps) : last + 1]]
 
     def _close_at(self, row: IndicatorRow, window_end_ms: int) -> float | None:
         """The close of the row ending at window_end_ms, from the rows kept in memory."""
@@ -202,6 +307,7 @@ class PublisherStage(Stage):
         self._rows.clear()
         self._done.clear()
         self._pending.clear()
+        self._baseline.clear()
         for tp in partitions:
             self._next.pop(tp, None)
 

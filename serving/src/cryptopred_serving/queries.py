@@ -36,13 +36,23 @@ def prediction_history(
 
 
 def live_metrics(conn: psycopg.Connection, pair: str, since_ms: int) -> list[dict[str, Any]]:
-    """Per model version and horizon: live MAE beside persistence's, hit rates, count."""
+    """Per model version and horizon: live MAE beside persistence's, hit rates, count, mean
+    pinball loss, and the sums of its and the baseline's pinball losses over the outcomes that
+    have both (`paired_*`, for the skill)."""
     return fetch_all(
         conn,
         "SELECT model_name, model_version, horizon_seconds, count(*) AS n, "
         "avg(abs_error) AS mae, avg(persistence_abs_error) AS persistence_mae, "
         "avg(CASE WHEN direction_hit THEN 1.0 ELSE 0.0 END) AS direction_accuracy, "
-        "avg(CASE WHEN interval_hit THEN 1.0 ELSE 0.0 END) AS interval_coverage "
+        "avg(CASE WHEN interval_hit THEN 1.0 ELSE 0.0 END) AS interval_coverage, "
+        "avg(pinball_loss) AS pinball_loss, "
+        "avg(CASE WHEN pinball_loss IS NOT NULL THEN baseline_pinball_loss END) "
+        "AS baseline_pinball_loss, "
+        "count(CASE WHEN pinball_loss IS NOT NULL THEN baseline_pinball_loss END) AS paired_n, "
+        "sum(CASE WHEN baseline_pinball_loss IS NOT NULL THEN pinball_loss END) "
+        "AS paired_pinball_sum, "
+        "sum(CASE WHEN pinball_loss IS NOT NULL THEN baseline_pinball_loss END) "
+        "AS paired_baseline_sum "
         "FROM prediction_outcomes WHERE pair = %s AND target_ts_ms >= %s "
         "GROUP BY model_name, model_version, horizon_seconds "
         "ORDER BY model_name, model_version, horizon_seconds",

@@ -119,3 +119,13 @@ class LiveMetric(BaseModel):
     persistence_mae: float
     direction_accuracy: float
     interval_coverage: float
+    pinball_loss: float | None = Field(
+        None, description="mean pinball loss of the 0.1/0.5/0.9 quantiles (price units)"
+    )
+    baseline_pinball_loss: float | None = Field(
+        None, description="the baseline version's, over the outcomes that have both"
+    )
+    baseline_n: int = Field(0, description="outcomes with both pinball losses")
+    skill: float | None = Field(
+        None, description="1 - pinball loss / the baseline's, over those outcomes; null without"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from cryptopred.settings import Settings, SettingsError, describe_error
 
@@ -46,6 +46,47 @@ class ServeSettings(Settings):
         None, description="when set, POST routes need it as X-API-Key or a bearer token"
     )
     model_replicas: int = Field(1, ge=1, description="replicas of the model server")
+    demotion_enabled: bool = Field(
+        True,
+        description="demote a champion whose live coverage or skill fails (demotion_* settings)",
+    )
+    demotion_coverage_low: float = Field(
+        0.70, ge=0, le=1, description="lowest rolling 80 % interval coverage a champion may keep"
+    )
+    demotion_coverage_high: float = Field(
+        0.90, ge=0, le=1, description="highest rolling 80 % interval coverage a champion may keep"
+    )
+    demotion_after_s: float = Field(
+        1800.0, gt=0, description="how long the coverage may stay out of its band (event time)"
+    )
+    demotion_p_value: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="demote on negative live skill vs the baseline with a Diebold-Mariano p below",
+    )
+    demotion_min_outcomes: int = Field(
+        60, ge=2, description="outcomes per horizon before either demotion rule applies"
+    )
+    demotion_window_outcomes: int = Field(
+        240, ge=2, description="the rolling window of outcomes per version and horizon"
+    )
+
+    @field_validator("demotion_coverage_high")
+    @classmethod
+    def _band(cls, high: float, info: ValidationInfo) -> float:
+        low = info.data.get("demotion_coverage_low")
+        if low is not None and high <= low:
+            raise ValueError(f"must be above demotion_coverage_low ({low})")
+        return high
+
+    @field_validator("demotion_window_outcomes")
+    @classmethod
+    def _window(cls, window: int, info: ValidationInfo) -> int:
+        least = info.data.get("demotion_min_outcomes")
+        if least is not None and window < least:
+            raise ValueError(f"must be at least demotion_min_outcomes ({least})")
+        return window
 
 
 def replica_settings_json(settings: ServeSettings) -> str:

@@ -221,6 +221,14 @@ def test_publisher_predicts_each_final_row_into_kafka_and_db_and_scores_outcomes
     assert chart.status_code == 200, chart.text
     assert [p["horizon_seconds"] for p in chart.json()["predictions"]] == [300] * LIVE_ROWS
     assert chart.json()["model_version"] == served["version"]
+    pinball = sum(o["pinball_loss"] for o in outcomes) / len(outcomes)
+    assert sixty[0]["pinball_loss"] == pytest.approx(pinball)
+    # every run registers its best baseline (alias `baseline`): outcomes carry its loss too
+    paired = [o for o in outcomes if o["baseline_pinball_loss"] is not None]
+    assert sixty[0]["baseline_n"] == len(paired) == len(outcomes)
+    mine = sum(o["pinball_loss"] for o in paired)
+    theirs = sum(o["baseline_pinball_loss"] for o in paired)
+    assert sixty[0]["skill"] == pytest.approx(1 - mine / theirs)
     conn.close()
 
 

@@ -47,6 +47,11 @@ SERIES = "pair = '$pair' AND candle_seconds = $candle_seconds"
 HORIZONS = "CAST(horizon_seconds AS VARCHAR) IN ($horizon)"  # a multi-value text list
 SCORED = f"{SERIES} AND {HORIZONS} AND target_ts_ms >= $__from AND target_ts_ms < $__to"
 HIT_RATE = "avg(CASE WHEN {} THEN 1.0 ELSE 0.0 END)"
+# 1 - pinball / the baseline's pinball, over the outcomes scored against a baseline
+BASELINE_SKILL = (
+    "1 - sum(CASE WHEN baseline_pinball_loss IS NOT NULL THEN pinball_loss END) / "
+    "NULLIF(sum(CASE WHEN pinball_loss IS NOT NULL THEN baseline_pinball_loss END), 0)"
+)
 TIME_COLUMNS = ("window_end_ms", "target_ts_ms")
 
 
@@ -89,7 +94,11 @@ def _accuracy_table() -> Json:
         avg(abs_error) AS mae, avg(persistence_abs_error) AS persistence_mae,
         1 - avg(abs_error) / NULLIF(avg(persistence_abs_error), 0) AS skill,
         {HIT_RATE.format("direction_hit")} AS direction_accuracy,
-        {HIT_RATE.format("interval_hit")} AS interval_coverage
+        {HIT_RATE.format("interval_hit")} AS interval_coverage,
+        avg(pinball_loss) AS pinball_loss,
+        avg(CASE WHEN pinball_loss IS NOT NULL THEN baseline_pinball_loss END)
+          AS baseline_pinball_loss,
+        {BASELINE_SKILL} AS skill_vs_baseline
         FROM {OUTCOMES} WHERE {SCORED}
         GROUP BY model_name, model_version, horizon_seconds
         ORDER BY model_name, model_version, horizon_seconds"""
@@ -100,9 +109,12 @@ def _accuracy_table() -> Json:
         width=24,
         height=7,
         description="Scored outcomes with their target time in the range. skill = 1 - MAE / "
-        "persistence MAE (> 0: the model beats persistence). Coverage should be near 0.8.",
+        "persistence MAE (> 0: the model beats persistence). Coverage should be near 0.8. "
+        "skill_vs_baseline = 1 - pinball loss / the baseline version's pinball loss on the "
+        "same windows (empty when the version is the baseline).",
         overrides=[
             override("skill", unit="percentunit"),
+            override("skill_vs_baseline", unit="percentunit"),
             override("direction_accuracy", unit="percentunit"),
             override("interval_coverage", unit="percentunit"),
         ],
@@ -133,25 +145,56 @@ def _mae_over_time() -> Json:
     )
 
 
+def _calibration_over_time() -> Json:
+    bucket = "target_ts_ms - target_ts_ms % $__interval_ms"
+    metric = "CONCAT('h', CAST(horizon_seconds AS VARCHAR), ' model v', model_version, '{}')"
+    scored = f"""SELECT {bucket} AS bucket, horizon_seconds, model_version, interval_hit,
+        pinball_loss, baseline_pinball_loss FROM {OUTCOMES} WHERE {SCORED}"""
+    query = sql(
+        f"""SELECT bucket AS "time", metric, value FROM (
+          SELECT bucket, {metric.format(" coverage")} AS metric,
+            {HIT_RATE.format("interval_hit")} AS value
+          FROM ({scored}) AS c GROUP BY bucket, horizon_seconds, model_version
+          UNION ALL
+          SELECT bucket, {metric.format(" skill vs baseline")} AS metric,
+            {BASELINE_SKILL} AS value
+          FROM ({scored}) AS k GROUP BY bucket, horizon_seconds, model_version
+        ) AS m WHERE value IS NOT NULL ORDER BY "time", metric""",
+        fmt="time_series",
+    )
+    return timeseries(
+        "80 % interval coverage and skill vs the baseline over time, per version and horizon",
+        [query],
+        width=24,
+        unit="percentunit",
+        description="Coverage should stay near 0.8: the serving monitor demotes a champion "
+        "whose rolling coverage stays outside CRYPTOPRED_DEMOTION_COVERAGE_LOW-HIGH for "
+        "CRYPTOPRED_DEMOTION_AFTER_S, or whose skill vs the baseline is significantly negative.",
+        extra={"interval": "5m"},
+    )
+
+
 def _stats() -> list[Json]:
     version = f"{SCORED} AND model_version = '$model_version'"
     rates = f"""SELECT count(*) AS scored,
         {HIT_RATE.format("direction_hit")} AS direction_accuracy,
         {HIT_RATE.format("interval_hit")} AS interval_coverage,
-        1 - avg(abs_error) / NULLIF(avg(persistence_abs_error), 0) AS skill
+        1 - avg(abs_error) / NULLIF(avg(persistence_abs_error), 0) AS skill,
+        {BASELINE_SKILL} AS skill_vs_baseline
         FROM {OUTCOMES} WHERE {version}"""
 
-    def one(title: str, field: str, unit: str) -> Json:
+    def one(title: str, field: str, unit: str, width: int = 5) -> Json:
         options = {
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": f"/^{field}$/"},
             "colorMode": "value",
             "graphMode": "none",
         }
-        return stat(title, [sql(rates)], unit=unit, options=options)
+        return stat(title, [sql(rates)], unit=unit, options=options, width=width)
 
     return [
-        one("Scored predictions (v$model_version)", "scored", "short"),
-        one("Skill vs persistence", "skill", "percentunit"),
+        one("Scored predictions (v$model_version)", "scored", "short", width=4),
+        one("Skill vs persistence (MAE)", "skill", "percentunit"),
+        one("Skill vs baseline (pinball)", "skill_vs_baseline", "percentunit"),
         one("Direction accuracy", "direction_accuracy", "percentunit"),
         one("Interval coverage (target 80 %)", "interval_coverage", "percentunit"),
     ]
@@ -179,6 +222,7 @@ def build() -> Json:
         row("Live accuracy"),
         *_stats(),
         _accuracy_table(),
+        _calibration_over_time(),
         _mae_over_time(),
         _latest(),
     ]

@@ -46,12 +46,38 @@ def ddl(table: Table, dialect: str) -> sql.Composed:
 
 
 def create_schema(conn: psycopg.Connection, dialect: str) -> None:
-    """Create every table of the contract; running it again changes nothing."""
+    """Create every table of the contract and add the nullable columns a table created by an
+    older contract lacks; running it again changes nothing."""
     with conn.cursor() as cur:
         for table in TABLES.values():
             cur.execute(ddl(table, dialect))
+            for statement in add_missing_columns(table, _existing_columns(cur, table), dialect):
+                cur.execute(statement)
     if not conn.autocommit:
         conn.commit()
+
+
+def _existing_columns(cur: psycopg.Cursor[Any], table: Table) -> set[str]:
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = %s AND table_schema = current_schema()",
+        (table.name,),
+    )
+    return {str(row[0]) for row in cur.fetchall()}
+
+
+def add_missing_columns(table: Table, existing: set[str], dialect: str) -> list[sql.Composed]:
+    """`ALTER TABLE ... ADD COLUMN` for each nullable column of `table` not in `existing`
+    (a NOT NULL column cannot be added to rows that lack it; the contract only adds
+    nullable ones). Both dialects accept the statement; RisingWave has no `IF NOT EXISTS`."""
+    _check_dialect(dialect)
+    return [
+        sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            sql.Identifier(table.name), sql.Identifier(c.name), sql.SQL(c.sql_type(dialect))
+        )
+        for c in table.columns
+        if c.nullable and c.name not in existing
+    ]
 
 
 def upsert_statement(table: Table, dialect: str) -> sql.Composed:

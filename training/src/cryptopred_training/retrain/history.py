@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cryptopred_training.demotion import DEMOTION_EVENT, EVENT_TAG
 from cryptopred_training.retrain.schedule import Window
 
 TRIGGER_TAG = "trigger"
@@ -54,9 +55,11 @@ def last_run(client: Any, name: str) -> RunRecord | None:
     if experiment is None:
         return None
     runs = client.search_runs(
-        [experiment.experiment_id], order_by=["attribute.start_time DESC"], max_results=1
+        [experiment.experiment_id], order_by=["attribute.start_time DESC"], max_results=50
     )
-    return _record(runs[0]) if runs else None
+    # a demotion is logged as a run of its own in the experiment; it trained nothing
+    trained = [r for r in runs if r.data.tags.get(EVENT_TAG) != DEMOTION_EVENT]
+    return _record(trained[0]) if trained else None
 
 
 def champion_version(client: Any, name: str) -> str | None:

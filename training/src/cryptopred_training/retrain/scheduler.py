@@ -1,7 +1,8 @@
 """The retraining scheduler: a detached Ray actor that retrains each served model on its slot.
 
 One thread walks the served models (pairs x candle widths) every `retrain_poll_s`: it reads
-each model's last run and champion from MLflow, notices a demotion (the `champion` alias gone),
+each model's last run and champion from MLflow, notices a demotion (the `champion` alias gone,
+or moved by `cryptopred_training.demotion`, which tags the registered model `demoted_at_ms`),
 and runs the models that are due, one at a time, each as a child process (`python -m
 cryptopred_training.job`) on the rolling window. The child is the same job as `cryptopred
 train`, so it faces the same gate and logs to MLflow the same way. A child that fails, runs
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptopred.settings import settings_environ
+from cryptopred_training.demotion import demotion_tag_ms
 from cryptopred_training.retrain.child import ChildResult, run_child
 from cryptopred_training.retrain.history import (
     RunRecord,
@@ -56,6 +58,8 @@ class ModelState:
     demoted_at_ms: int | None = None
     slot: Slot | None = None
     running_since_ms: int | None = None
+    observed: bool = False  # read from MLflow at least once
+    demotion_tag_ms: int | None = None  # the model's demoted_at_ms tag when champion last changed
 
     @property
     def name(self) -> str:
@@ -73,6 +77,25 @@ class ModelState:
             "next_trigger": self.slot.trigger if self.slot else None,
             "running_since_ms": self.running_since_ms,
         }
+
+
+def noticed_demotion(
+    model: ModelState, champion: str | None, tag_ms: int | None, at_ms: int
+) -> int | None:
+    """When the champion `model` saw was demoted, given what the registry says now (the
+    `champion` version and the registered model's `demoted_at_ms` tag); None: no demotion.
+
+    A demotion is the alias gone (at `at_ms`), or the alias moved to another version with a
+    `demoted_at_ms` tag other than the one seen when the champion last changed (at the tag's
+    time: `demote_champion` sets it before moving the alias). The first observation only
+    records what it sees."""
+    if not model.observed or model.champion is None or champion == model.champion:
+        return None
+    if champion is None:
+        return at_ms
+    if tag_ms is not None and tag_ms != model.demotion_tag_ms:
+        return tag_ms
+    return None
 
 
 def newest_final_start_ms(db_url: str, pair: str, candle_seconds: int) -> int | None:
@@ -160,10 +183,15 @@ class RetrainScheduler:
     def _observe(self, model: ModelState) -> None:
         last = last_run(self.client, model.name)
         champion = champion_version(self.client, model.name)
+        tag_ms = demotion_tag_ms(self.client, model.name)
         with self._lock:
-            if model.champion is not None and champion is None:
-                model.demoted_at_ms = now_ms()
+            demoted_at_ms = noticed_demotion(model, champion, tag_ms, now_ms())
+            if demoted_at_ms is not None:
+                model.demoted_at_ms = demoted_at_ms
                 log.warning("%s: champion %s was demoted", model.name, model.champion)
+            if not model.observed or champion != model.champion:
+                model.demotion_tag_ms = tag_ms
+            model.observed = True
             model.champion = champion
             model.last = last
             model.slot = next_slot(
