@@ -7,7 +7,8 @@ demotion when either
   `after_s` (event time: the outcomes' target times), or
 - the live skill against the baseline (1 - its pinball loss / the baseline's, over the outcomes
   that have both) is negative and the Diebold-Mariano test of equal pinball loss (HAC variance,
-  lag h - 1 for an h-step forecast) gives p below `p_value`.
+  lag h - 1 for an h-step forecast) gives p below `p_value`, also for at least `after_s`: the
+  test is repeated on every outcome, so one significant dip alone is not enough.
 Both need `min_outcomes` outcomes first. A version tagged `model_kind=baseline` is never
 demoted, and each version is demoted at most once (unless `forget` is called after a failed
 demotion). Pure: no I/O, no clock.
@@ -81,6 +82,7 @@ class _Track:
     hits: deque[bool]
     losses: deque[tuple[float, float]]  # (pinball, baseline pinball) where both are known
     outside_since_ms: int | None = None
+    worse_since_ms: int | None = None
 
 
 @dataclass
@@ -122,6 +124,7 @@ class CalibrationMonitor:
         self._decided.discard((model_name, model_version))
         for key in [k for k in self._tracks if k[:2] == (model_name, model_version)]:
             self._tracks[key].outside_since_ms = None
+            self._tracks[key].worse_since_ms = None
 
     def coverage(self, model_name: str, model_version: str, horizon_seconds: int) -> float | None:
         """The rolling coverage of a version at a horizon; None before any outcome."""
@@ -164,13 +167,18 @@ class CalibrationMonitor:
         mine, baseline = losses[:, 0], losses[:, 1]
         reference = float(baseline.mean())
         skill = 1.0 - float(mine.mean()) / reference if reference > 0 else 0.0
-        if skill >= 0:
-            return None
         steps = max(1, outcome.horizon_seconds // outcome.candle_seconds)
-        test = diebold_mariano(mine, baseline, lag=steps - 1)
-        if test.p_value >= self.policy.p_value:
+        p_value = diebold_mariano(mine, baseline, lag=steps - 1).p_value if skill < 0 else 1.0
+        if p_value >= self.policy.p_value:
+            track.worse_since_ms = None
+            return None
+        if track.worse_since_ms is None:
+            track.worse_since_ms = outcome.target_ts_ms
+        worse_s = (outcome.target_ts_ms - track.worse_since_ms) / 1000
+        if worse_s < self.policy.after_s:
             return None
         return (
             f"live skill {skill:.3f} against the baseline over the last {len(losses)} outcomes "
-            f"at the {outcome.horizon_seconds} s horizon, Diebold-Mariano p {test.p_value:.2g}"
+            f"at the {outcome.horizon_seconds} s horizon, Diebold-Mariano p {p_value:.2g}, "
+            f"significantly worse for {worse_s:.0f} s"
         )

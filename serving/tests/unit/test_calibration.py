@@ -141,28 +141,48 @@ def skill_outcomes(
 
 
 def test_significantly_negative_skill_against_the_baseline_demotes():
-    monitor = CalibrationMonitor(DemotionPolicy(after_s=1e9, min_outcomes=60))
+    monitor = CalibrationMonitor(
+        DemotionPolicy(coverage_low=0.0, coverage_high=1.0, after_s=600, min_outcomes=60)
+    )
     at, decision = first_demotion(monitor, skill_outcomes(1.0, 1.6, 1.0, 400))
     assert decision is not None
     assert "skill" in decision.reason and "Diebold-Mariano" in decision.reason
-    assert at is not None and at.window_end_ms >= START_MS + 59 * 60_000  # not before 60 outcomes
+    assert "significantly worse for 600 s" in decision.reason
+    # 60 outcomes first, then 10 minutes (10 outcomes) of significantly negative skill
+    assert at is not None and at.window_end_ms >= START_MS + 69 * 60_000
+
+
+def test_significantly_negative_skill_for_less_than_the_set_time_is_no_demotion():
+    monitor = CalibrationMonitor(
+        DemotionPolicy(coverage_low=0.0, coverage_high=1.0, after_s=600, min_outcomes=60)
+    )
+    worse = skill_outcomes(1.0, 1.6, 1.0, 400)
+    _, decision = first_demotion(monitor, worse[:65])  # worse for at most 5 minutes
+    assert decision is None
+    assert first_demotion(monitor, worse[65:])[1] is not None
 
 
 def test_a_champion_better_than_the_baseline_is_kept():
-    monitor = CalibrationMonitor(DemotionPolicy(after_s=1e9, min_outcomes=60))
+    monitor = CalibrationMonitor(
+        DemotionPolicy(coverage_low=0.0, coverage_high=1.0, after_s=300, min_outcomes=60)
+    )
     assert first_demotion(monitor, skill_outcomes(0.0, 1.0, 1.6, 400)) == (None, None)
 
 
 def test_a_strict_p_value_keeps_a_slightly_worse_champion():
-    outcomes = skill_outcomes(0.3, 1.6, 1.0, 200)
-    strict = DemotionPolicy(after_s=1e9, min_outcomes=60, p_value=1e-9)
+    outcomes = skill_outcomes(0.3, 1.6, 1.0, 400)
+    strict = DemotionPolicy(
+        coverage_low=0.0, coverage_high=1.0, after_s=300, min_outcomes=60, p_value=1e-9
+    )
     assert first_demotion(CalibrationMonitor(strict), outcomes) == (None, None)
-    usual = DemotionPolicy(after_s=1e9, min_outcomes=60)
+    usual = DemotionPolicy(coverage_low=0.0, coverage_high=1.0, after_s=300, min_outcomes=60)
     assert first_demotion(CalibrationMonitor(usual), outcomes)[1] is not None
 
 
 def test_forget_allows_a_new_decision():
-    monitor = CalibrationMonitor(DemotionPolicy(after_s=1e9, min_outcomes=60))
+    monitor = CalibrationMonitor(
+        DemotionPolicy(coverage_low=0.0, coverage_high=1.0, after_s=300, min_outcomes=60)
+    )
     outcomes = skill_outcomes(1.0, 1.6, 1.0, 400)
     _, decision = first_demotion(monitor, outcomes[:200])
     assert decision is not None
