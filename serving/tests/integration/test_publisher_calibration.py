@@ -62,7 +62,11 @@ def test_outcomes_score_champion_and_baseline_and_a_bad_champion_is_demoted(post
     conn = connect(postgres.db_url, autocommit=True)
     upsert(conn, tables.TECHNICAL_INDICATORS, rows[:10], "postgres")
     demoted = []
-    monitor = CalibrationMonitor(DemotionPolicy(min_outcomes=20, window_outcomes=40))
+    # coverage is not judged (the band is 0-1); the skill must stay negative for 10 candles
+    policy = DemotionPolicy(
+        coverage_low=0.0, coverage_high=1.0, after_s=600, min_outcomes=20, window_outcomes=40
+    )
+    monitor = CalibrationMonitor(policy)
     stage = PublisherStage(
         postgres.db_url,
         {(pair, 60)},
@@ -86,6 +90,9 @@ def test_outcomes_score_champion_and_baseline_and_a_bad_champion_is_demoted(post
     # the wide band loses to the baseline in pinball at every outcome: demoted once, on skill
     assert len(demoted) == 1 and demoted[0].model_version == "1"
     assert "skill" in demoted[0].reason
+    # decided once the skill had been significantly negative for after_s, not at once
+    first_ms = min(o.target_ts_ms for o in outcomes if o.horizon_seconds == 60)
+    assert demoted[0].decided_at_ms >= first_ms + (20 - 1 + 10) * 60_000
     assert stage.demotions == demoted
 
     upsert(conn, tables.PREDICTION_OUTCOMES, outcomes, "postgres")

@@ -356,8 +356,8 @@ def test_a_baseline_champion_serves_forecasts_with_intervals(served):
     baseline = client.get_model_version_by_alias(NAME, "baseline")
     client.set_registered_model_alias(NAME, "champion", baseline.version)
 
-    def served_by_baseline():
-        resp = c.get(f"/v1/predictions/{PAIR.replace('/', '-')}")
+    def served_by_baseline():  # live predictions: the stored ones wait for a new candle
+        resp = c.post("/v1/predict", json={"pair": PAIR})
         return resp.status_code == 200 and resp.json()["model_version"] == baseline.version
 
     wait_for(served_by_baseline, 60, "the baseline champion's prediction")

@@ -274,4 +274,5 @@ def test_the_largest_bodies_do_not_hold_up_cached_gets(serve: Any) -> None:
     alone, during, codes = asyncio.run(run())
     print(f"cached GET median: alone {alone * 1e3:.2f} ms, during big bodies {during * 1e3:.2f} ms")
     assert {200, 413, 422} <= set(codes)
-    assert during < 5 * alone + 0.05
+    # a body parsed in one blocking step held GETs ~1 s; the margin leaves room for a noisy host
+    assert during < 5 * alone + 0.25

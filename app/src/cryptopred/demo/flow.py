@@ -84,6 +84,8 @@ class Demo:
         self.sources: list[Any] = []
         self.base_url: str | None = None
         self.decisions: dict[str, str] = {}
+        # what the gate decided for each pair's transformer: champion or challenger
+        self.gate_decisions: dict[str, str] = {}
         self.history_end_ms = 0
 
     # -- the steps -----------------------------------------------------------------------
@@ -266,6 +268,7 @@ class Demo:
                 continue
             decision = report.outcome.decision
             served = report.logged.champion_version
+            self.gate_decisions[pair] = decision.decision
             self.decisions[pair] = (
                 f"champion v{served} ({decision.served})" if served else "no champion"
             )
