@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cryptopred_training.config import TrainConfig
+from cryptopred_training.mlflow_quiet import quiet_mlflow
 from cryptopred_training.pipeline import PreparedData, TrainingOutcome, predict_returns
 from cryptopred_training.plots import (
     plot_calibration,
@@ -104,6 +105,7 @@ def _requirements() -> list[str]:
     return [f"{name}=={package_version(name).split('+')[0]}" for name in names]
 
 
+@quiet_mlflow()  # MLflow's prints and INFO lines stay out of the terminal
 def log_training(
     *,
     tracking_uri: str,

@@ -62,6 +62,8 @@ def test_planted_signal_becomes_champion_with_a_complete_run(
     done = _train(train_env, pair)
     assert done.exit_code == 0, done.output
     assert "epoch" in done.output and "champion" in done.output
+    # MLflow's links, registry lines and schema hints stay out of the user's terminal
+    assert "View run" not in done.output and "Successfully registered" not in done.output
 
     name = pair.replace("/", "-") + "-60s"
     client = _client(mlflow_server.mlflow_uri)

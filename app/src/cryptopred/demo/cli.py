@@ -51,6 +51,8 @@ def demo(
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # Serve's own INFO lines (started, app ready, deleting) repeat what the demo says itself
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
     def say(line: str) -> None:
         stamp = time.strftime("%H:%M:%S")
