@@ -7,6 +7,7 @@ from cryptopred_ingest.reconnect import Backoff
 from cryptopred_ingest.sources.kraken_rest import (
     RateLimitedError,
     RestError,
+    RestUnavailableError,
     TradesClient,
     parse_page,
     parse_row,
@@ -79,6 +80,20 @@ def test_rate_limit_gives_up_after_max_retries(fake):
     assert fake.rest_calls == 3
 
 
+def test_a_5xx_is_retried_and_a_4xx_is_not(fake, caplog):
+    fake.rate_limit_every = 0
+    fake.rest_unavailable_next = 2
+    page = client(fake, max_retries=3).page("BTC/USD", 0)
+    assert page.trades and fake.rest_calls == 3
+    assert sum("HTTP 503" in r.getMessage() for r in caplog.records) == 2
+    caplog.clear()
+    wrong = TradesClient(f"{fake.rest_url}/nowhere", timeout_s=5, min_interval_s=0, max_retries=3)
+    with pytest.raises(RestError, match="HTTP 404") as raised:
+        wrong.page("BTC/USD", 0)
+    assert not isinstance(raised.value, RestUnavailableError | RateLimitedError)
+    assert wrong.calls == 1 and not any("retrying" in r.getMessage() for r in caplog.records)
+
+
 def test_unreachable_exchange_is_retried_then_raised(caplog):
     rest = TradesClient(
         "http://127.0.0.1:9",
@@ -87,7 +102,7 @@ def test_unreachable_exchange_is_retried_then_raised(caplog):
         max_retries=2,
         backoff=Backoff(0.001, 0.01),
     )
-    with pytest.raises(OSError):
+    with pytest.raises(RestUnavailableError, match=r"ConnectError.*\(3 attempts\)"):
         rest.page("BTC/USD", 0)
     assert sum("retrying" in r.getMessage() for r in caplog.records) == 2
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from cryptopred.db import connect, create_schema, fetch_all
 from cryptopred.demo.settings import DemoSettings
@@ -37,18 +37,16 @@ def pair_url(pair: str) -> str:
 
 
 def http_json(url: str, timeout_s: float = 5.0) -> tuple[int, Any]:
-    """(status, parsed body) of a GET on loopback; status 0 when nothing answers."""
+    """(status, parsed body) of a GET on loopback; status 0 when nothing answers, body None
+    when it is not JSON."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body or b"null")
-        except ValueError:
-            return exc.code, None
-    except (OSError, ValueError):
+        response = httpx.get(url, timeout=timeout_s, trust_env=False)  # loopback: no proxy
+    except (httpx.HTTPError, httpx.InvalidURL):
         return 0, None
+    try:
+        return response.status_code, json.loads(response.content or b"null")
+    except ValueError:
+        return response.status_code, None
 
 
 class Demo:

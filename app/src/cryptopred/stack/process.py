@@ -10,11 +10,11 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
 
@@ -187,10 +187,10 @@ def free_listen_port(host: str = "0.0.0.0") -> int:
 
 
 def http_ok(url: str, timeout_s: float = 2) -> bool:
+    """Whether a GET of `url` answers 2xx within `timeout_s`."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (local URL)
-            return 200 <= int(resp.status) < 300
-    except (OSError, ValueError):
+        return httpx.get(url, timeout=timeout_s, trust_env=False).is_success
+    except (httpx.HTTPError, httpx.InvalidURL):
         return False
 
 

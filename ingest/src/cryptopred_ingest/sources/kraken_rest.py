@@ -6,13 +6,12 @@ import json
 import logging
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import tenacity
 
 from cryptopred.records import Trade
@@ -114,7 +113,7 @@ def parse_page(pair: str, body: Any) -> Page:
     return Page(trades, rejects, last_ns, len(rows))
 
 
-RETRYABLE = (RateLimitedError, RestUnavailableError, OSError)  # OSError: URLError, timeouts
+RETRYABLE = (RateLimitedError, RestUnavailableError)  # network errors are RestUnavailableError
 
 
 class TradesClient:
@@ -145,15 +144,19 @@ class TradesClient:
         self.calls = 0
 
     def _read(self, url: str) -> bytes:
-        """The body of one GET (HTTP 429 becomes RateLimitedError)."""
+        """The body of one GET: HTTP 429 becomes RateLimitedError, a 5xx or a network error
+        RestUnavailableError (both retried), any other non-2xx a RestError (not retried)."""
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:  # noqa: S310
-                body: bytes = resp.read()
-                return body
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429:
-                raise RateLimitedError(f"HTTP 429 from {self.base_url}") from None
-            raise
+            resp = httpx.get(url, timeout=self.timeout_s)
+        except httpx.TransportError as exc:
+            raise RestUnavailableError(f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code == 429:
+            raise RateLimitedError(f"HTTP 429 from {self.base_url}")
+        if resp.status_code >= 500:
+            raise RestUnavailableError(f"HTTP {resp.status_code} from {self.base_url}")
+        if not resp.is_success:
+            raise RestError(f"HTTP {resp.status_code} from {self.base_url}: {resp.text[:120]}")
+        return resp.content
 
     def _get(self, pair: str, since_ns: int) -> Any:
         query = urllib.parse.urlencode({"pair": rest_pair(pair), "since": since_ns})

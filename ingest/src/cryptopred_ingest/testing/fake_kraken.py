@@ -83,6 +83,7 @@ class FakeKraken:
     rest_by_time: bool = False  # REST has every trade dated up to now (a tape dated from now)
     connections: int = 0
     rest_calls: int = 0
+    rest_unavailable_next: int = 0  # answer the next this many REST calls with HTTP 503
     rest_limited: int = 0
     subscribe_requests: list[dict[str, Any]] = field(default_factory=list)
 
@@ -212,6 +213,9 @@ class FakeKraken:
     # --- REST ------------------------------------------------------------------------------
     def rest_trades(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         self.rest_calls += 1
+        if self.rest_unavailable_next > 0:
+            self.rest_unavailable_next -= 1
+            return 503, {"error": ["EService:Unavailable"]}
         if self.rate_limit_every and self.rest_calls % self.rate_limit_every == 0:
             self.rest_limited += 1
             if self.rest_limited % 2:
