@@ -53,8 +53,11 @@ class FakeClient:
     def get_experiment_by_name(self, name: str) -> SimpleNamespace:
         return SimpleNamespace(experiment_id="1")
 
-    def search_runs(self, ids, order_by, max_results):  # type: ignore[no-untyped-def]
-        return self.runs[:max_results]
+    def search_runs(self, ids, filter_string, order_by, max_results):  # type: ignore[no-untyped-def]
+        # the one filter last_run sends, as the tracking server applies it
+        assert filter_string == "tags.`mlflow.parentRunId` IS NULL"
+        top_level = [r for r in self.runs if "mlflow.parentRunId" not in r.data.tags]
+        return top_level[:max_results]
 
 
 def test_the_last_run_skips_demotion_runs():
@@ -65,3 +68,12 @@ def test_the_last_run_skips_demotion_runs():
     record = last_run(FakeClient(runs), "BTC-USD-60s")
     assert record is not None and record.run_id == "t" and record.decision == "champion"
     assert last_run(FakeClient(runs[:1]), "BTC-USD-60s") is None
+
+
+def test_the_last_run_is_no_nested_tune_trial():
+    runs = [
+        run("trial", NOW_MS, **{"mlflow.parentRunId": "t"}),
+        run("t", NOW_MS - 60_000, decision="challenger"),
+    ]
+    record = last_run(FakeClient(runs), "BTC-USD-60s")
+    assert record is not None and record.run_id == "t"
