@@ -20,6 +20,8 @@ KUBERAY_NAMESPACE ?= kuberay-system
 STRIMZI_NAMESPACE ?= strimzi
 RAY_JOB_ADDRESS ?= http://127.0.0.1:8265
 TRAIN_PAIRS ?= BTC/USD ETH/USD
+# Ray Tune trials per training run (1: no search)
+TRAIN_TRIALS ?= 1
 DASHBOARDS_DIR ?= dashboards
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
 RUN ?= uv run --frozen
@@ -124,7 +126,8 @@ submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one af
 	@for pair in $(TRAIN_PAIRS); do \
 		echo "training $$pair"; \
 		$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) -- \
-			cryptopred train --pair $$pair --candle-seconds 60 --workers 2 || exit 1; \
+			cryptopred train --pair $$pair --candle-seconds 60 --workers 2 --trials $(TRAIN_TRIALS) \
+			|| exit 1; \
 	done
 
 build-image: ## docker build the Ray image and the MLflow image (kuberay/Dockerfile)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from cryptopred_training.tune import TuneOutcome
 
 app = typer.Typer(
     help="Train the price model on Ray, log it to MLflow and decide champion/challenger.",
@@ -48,6 +51,19 @@ def parse_horizons(value: str | None) -> tuple[int, ...] | None:
     return horizons
 
 
+def tune_block(tuned: TuneOutcome | None) -> dict[str, Any] | None:
+    """The report's `tune` entry: the search and its best trial; None without a search."""
+    if tuned is None:
+        return None
+    return {
+        "trials": len(tuned.trials),
+        "scheduler": tuned.scheduler,
+        "best_trial_id": tuned.best.trial_id,
+        "best_val_loss": tuned.best.best_val_loss,
+        "best": tuned.best.point.params(),
+    }
+
+
 @app.callback(invoke_without_command=True)
 def train(
     pair: Annotated[str, typer.Option(help="pair to train on, e.g. BTC/USD")],
@@ -57,7 +73,14 @@ def train(
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers")] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="one GPU per worker")] = False,
-    trials: Annotated[int, typer.Option(min=1, help="Ray Tune trials (only 1 is supported)")] = 1,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray Tune trials (ASHA over size, window, learning rate) before the fit; "
+            "1: no search",
+        ),
+    ] = None,
     since: Annotated[str | None, typer.Option(help="first candle start (ms or ISO time)")] = None,
     until: Annotated[str | None, typer.Option(help="end, exclusive (ms or ISO time)")] = None,
     resume: Annotated[
@@ -81,16 +104,15 @@ def train(
     from cryptopred_training.settings import TrainSettings
     from cryptopred_training.steps import EpochReport
 
-    if trials != 1:
-        err_console.print(
-            "error: --trials > 1 (Ray Tune search) is not implemented yet", markup=False
-        )
-        raise typer.Exit(2)
     try:
         settings = TrainSettings()
     except ValidationError as exc:
         err_console.print(f"error: {describe_error(exc)}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    n_trials = trials or settings.train_trials
+    if n_trials > 1 and resume:
+        err_console.print("error: --resume cannot be combined with --trials > 1", markup=False)
+        raise typer.Exit(2)
     request = TrainRequest(
         pair=pair,
         candle_seconds=candle_seconds,
@@ -101,6 +123,7 @@ def train(
         use_gpu=gpu or settings.train_use_gpu,
         resume=resume,
         trigger=trigger,
+        trials=n_trials,
     )
 
     def on_epoch(report: EpochReport) -> None:
@@ -140,8 +163,18 @@ def train(
             "n_rows": int(result.outcome.summary["n_rows"]),
             "fit_seconds": result.fit_seconds,
             "total_seconds": result.total_seconds,
+            "trials": n_trials,
+            "tune": tune_block(result.tune),
         }
         report_json.write_text(json.dumps(outcome))
+    if result.tune is not None:
+        best = result.tune.best
+        console.print(
+            f"{result.name}: best of {len(result.tune.trials)} trials ({best.trial_id}): "
+            f"{best.point.size.label}, window {best.point.window_steps}, "
+            f"learning rate {best.point.learning_rate:.3g}, val loss {best.best_val_loss:.4f}",
+            soft_wrap=True,
+        )
     colour = "green" if decision.promote else "yellow"
     console.print(
         f"{result.name} version {result.logged.version}: [{colour}]{decision.decision}[/] "

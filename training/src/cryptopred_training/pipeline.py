@@ -232,10 +232,14 @@ def gate_of(
 
 
 def fold_fitter(
-    data: PreparedData, config: TrainConfig, forecasts: FoldForecasts | None = None
+    data: PreparedData,
+    config: TrainConfig,
+    forecasts: FoldForecasts | None = None,
+    fitter: Fitter = fit,
 ) -> Callable[[IndexArray, IndexArray], ModelMetrics]:
-    """A fit_and_score for walk_forward: the fold's train tail becomes its validation split.
-    Each fold's forecasts are appended to `forecasts` when given."""
+    """A fit_and_score for walk_forward: the fold's train tail becomes its validation split
+    and `fitter` fits its transformer. Each fold's forecasts are appended to `forecasts` when
+    given."""
     gap = max(data.steps)
     share = config.validation_fraction / (config.train_fraction + config.validation_fraction)
 
@@ -247,7 +251,7 @@ def fold_fitter(
         fold_config = replace(
             config, max_epochs=config.walk_forward_max_epochs or config.max_epochs
         )
-        models = train_models(data, fit_ends, validation_ends, fold_config)
+        models = train_models(data, fit_ends, validation_ends, fold_config, fitter=fitter)
         if forecasts is not None:
             forecasts.actual.append(data.targets[test_ends])
             forecasts.predicted.append(predict_returns(models, data, test_ends, config))
@@ -296,17 +300,20 @@ def run_training(
     champion_loss: float | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     fitter: Fitter = fit,
+    walk_forward_fitter: Fitter = fit,
 ) -> TrainingOutcome:
     """Validate, split, train, score on test and in walk-forward, and decide promotion.
 
-    `champion_loss` is the current champion's gate loss on this run's test split (see
-    `champion.champion_loss`), None when there is none to compare."""
+    `fitter` fits the run's transformer, `walk_forward_fitter` each fold's. `champion_loss` is
+    the current champion's gate loss on this run's test split (see `champion.champion_loss`),
+    None when there is none to compare."""
     return train_and_decide(
         prepare_data(frame, config),
         config,
         champion_loss=champion_loss,
         on_epoch=on_epoch,
         fitter=fitter,
+        walk_forward_fitter=walk_forward_fitter,
     )
 
 
@@ -317,6 +324,7 @@ def train_and_decide(
     champion_loss: float | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     fitter: Fitter = fit,
+    walk_forward_fitter: Fitter = fit,
 ) -> TrainingOutcome:
     """`run_training` on prepared data (features, targets and window ends)."""
     gap = max(data.steps)
@@ -337,7 +345,7 @@ def train_and_decide(
         wf = run_walk_forward(
             data.ends,
             config.walk_forward_folds,
-            fold_fitter(data, config, forecasts),
+            fold_fitter(data, config, forecasts, walk_forward_fitter),
             min_train_fraction=config.walk_forward_min_train_fraction,
             gap_steps=gap,
         )

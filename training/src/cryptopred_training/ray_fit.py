@@ -8,6 +8,7 @@ optimiser, normaliser, history) from which a restarted run with the same name re
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,22 @@ def ray_fitter(
         return fit_result
 
     return fit_with_ray
+
+
+def numbered_ray_fitter(options: RayFitOptions, label: str = "fold") -> Callable[..., FitResult]:
+    """A `pipeline.Fitter` whose n-th fit (from 1) is a TorchTrainer run named
+    `<run_name>-<label><n>` with the same workers, devices and storage: the walk-forward
+    folds' fits, each resumable under its own name."""
+    count = itertools.count(1)
+
+    def fit_next(
+        model: CausalTransformer,
+        train: WindowSource,
+        validation: WindowSource,
+        config: TrainConfig,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> FitResult:
+        named = replace(options, run_name=f"{options.run_name}-{label}{next(count)}")
+        return ray_fitter(named)(model, train, validation, config, on_epoch)
+
+    return fit_next

@@ -11,17 +11,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from filelock import FileLock, Timeout
 
 from cryptopred.raycluster import prepare_ray_auth
+from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
-from cryptopred_training.pipeline import TrainingOutcome, fit_normalizer, prepare_data, run_training
-from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
+from cryptopred_training.pipeline import (
+    PreparedData,
+    TrainingOutcome,
+    fit_normalizer,
+    prepare_data,
+    train_and_decide,
+)
+from cryptopred_training.ray_fit import RayFitOptions, numbered_ray_fitter, ray_fitter
 from cryptopred_training.settings import TrainSettings, model_name
 from cryptopred_training.source import read_indicator_frame
 from cryptopred_training.steps import EpochReport
 from cryptopred_training.tracking import LoggedModel, log_training
+from cryptopred_training.tune import TuneOptions, TuneOutcome
+from cryptopred_training.tune_search import SearchSpace, apply_point
 
 Say = Callable[[str], None]
 
@@ -37,6 +47,13 @@ class TrainRequest:
     use_gpu: bool = False
     resume: bool = False
     trigger: str = "manual"  # what started the run: manual, schedule or demotion
+    trials: int = 1  # Ray Tune trials before the fit; 1: no search
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.trials > 1 and self.resume:
+            raise ValueError("--resume cannot be combined with a Ray Tune search (--trials > 1)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class TrainReport:
     logged: LoggedModel
     fit_seconds: float
     total_seconds: float
+    tune: TuneOutcome | None = None  # the search, when --trials > 1
 
 
 def gcs_answers(address: str, timeout_s: float = 1.0) -> bool:
@@ -173,17 +191,109 @@ def _train(
         raise DataValidationError("no rows", 0, f"final rows of {pair} {request.candle_seconds} s")
     data = prepare_data(frame, config)
     say(f"{name}: {len(frame):,} rows, {data.summary['n_windows']:,} windows validated")
+    connect_ray(settings, say)
+    run_name = run_name_for(settings, name, request.resume)
+    if request.trials == 1:
+        return _fit_and_log(
+            settings, request, name, pair, frame, data, config, run_name, say, on_epoch, started
+        )
+    from cryptopred_training.tune import start_parent_run
+
+    parent_run_id = start_parent_run(settings.mlflow_uri, name, {"trigger": request.trigger})
+    try:
+        tuned = _search(settings, request, frame, config, run_name, parent_run_id, say)
+        if tuned.best.point.window_steps != config.window_steps:
+            data = prepare_data(frame, apply_point(config, tuned.best.point))
+        return _fit_and_log(
+            settings,
+            request,
+            name,
+            pair,
+            frame,
+            data,
+            apply_point(config, tuned.best.point),
+            run_name,
+            say,
+            on_epoch,
+            started,
+            tuned=tuned,
+            parent_run_id=parent_run_id,
+        )
+    except BaseException:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=settings.mlflow_uri).set_terminated(parent_run_id, "FAILED")
+        raise
+
+
+def _search(
+    settings: TrainSettings,
+    request: TrainRequest,
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    run_name: str,
+    parent_run_id: str,
+    say: Say,
+) -> TuneOutcome:
+    """Ray Tune's trials of the space around `config`, logged nested under the parent run."""
+    from cryptopred_training.tune import log_trials, run_tune
+
+    concurrency = min(settings.train_tune_concurrency, request.trials)
+    options = TuneOptions(
+        trials=request.trials,
+        storage_dir=Path(settings.storage_dir),
+        run_name=f"{run_name}-tune",
+        max_concurrent_trials=concurrency,
+        cpus_per_trial=cpus_per_worker(settings, concurrency),
+        use_gpu=request.use_gpu,
+    )
+    space = SearchSpace.around(config)
+    say(
+        f"Ray Tune: {options.trials} trials, {concurrency} at once, ASHA on validation loss; "
+        f"sizes {', '.join(s.label for s in space.sizes)}, windows {space.window_steps}, "
+        f"learning rate {space.learning_rate_min:.2g}-{space.learning_rate_max:.2g}"
+    )
+    tuned = run_tune(frame, config, space, options)
+    log_trials(settings.mlflow_uri, parent_run_id, tuned)
+    for trial in tuned.trials:
+        point = trial.point
+        say(
+            f"trial {trial.trial_id}: {point.size.label}, window {point.window_steps}, "
+            f"learning rate {point.learning_rate:.3g}: best val loss {trial.best_val_loss:.4f} "
+            f"in {len(trial.val_losses)} epoch(s){' [best]' if trial is tuned.best else ''}"
+        )
+    return tuned
+
+
+def _fit_and_log(
+    settings: TrainSettings,
+    request: TrainRequest,
+    name: str,
+    pair: str,
+    frame: pd.DataFrame,
+    data: PreparedData,
+    config: TrainConfig,
+    run_name: str,
+    say: Say,
+    on_epoch: Callable[[EpochReport], None] | None,
+    started: float,
+    *,
+    tuned: TuneOutcome | None = None,
+    parent_run_id: str | None = None,
+) -> TrainReport:
+    """The Ray Train fit of `config`, the walk-forward folds (each a Ray Train fit too), the
+    gate and the MLflow run (`parent_run_id`'s when given). `data` is `frame` prepared for
+    `config`'s window; `started` is the job's perf_counter start."""
     split = chronological_split(
         data.ends, config.train_fraction, config.validation_fraction, max(data.steps)
     )
     normalizer = fit_normalizer(data, split.train)
-    connect_ray(settings, say)
     options = RayFitOptions(
         num_workers=request.num_workers,
         use_gpu=request.use_gpu,
         cpus_per_worker=cpus_per_worker(settings, request.num_workers),
         storage_dir=Path(settings.storage_dir),
-        run_name=run_name_for(settings, name, request.resume),
+        run_name=run_name,
         max_rss_mb=settings.train_max_rss_mb,
         nice=settings.train_nice,
     )
@@ -202,9 +312,19 @@ def _train(
         fit_seconds.append(time.perf_counter() - t0)
         return result
 
-    outcome = run_training(
-        frame, config, champion_loss=current, on_epoch=on_epoch, fitter=timed_fitter
+    outcome = train_and_decide(
+        data,
+        config,
+        champion_loss=current,
+        on_epoch=on_epoch,
+        fitter=timed_fitter,
+        walk_forward_fitter=numbered_ray_fitter(options),
     )
+    extra_params = _scaling_params(options, request)
+    extra_metrics = {"ray_fit_seconds": fit_seconds[0]}
+    if tuned is not None:
+        extra_params |= tuned.params()
+        extra_metrics |= tuned.metrics()
     logged = log_training(
         tracking_uri=settings.mlflow_uri,
         name=name,
@@ -213,12 +333,14 @@ def _train(
         data=data,
         config=config,
         outcome=outcome,
-        extra_params=_scaling_params(options, request),
-        extra_metrics={"ray_fit_seconds": fit_seconds[0]},
+        extra_params=extra_params,
+        extra_metrics=extra_metrics,
         champion_loss=current,
         run_tags={"trigger": request.trigger},
+        run_id=parent_run_id,
     )
-    return TrainReport(name, outcome, logged, fit_seconds[0], time.perf_counter() - started)
+    total_s = time.perf_counter() - started
+    return TrainReport(name, outcome, logged, fit_seconds[0], total_s, tuned)
 
 
 def _scaling_params(options: RayFitOptions, request: TrainRequest) -> dict[str, Any]:

@@ -57,6 +57,8 @@ class TrainSettings(Settings):
     )
     train_min_rows: int = Field(_DEFAULTS.min_rows, ge=1, description="fewest rows to train on")
     train_seed: int = Field(_DEFAULTS.seed, description="random seed")
+    train_trials: int = Field(1, ge=1, description="Ray Tune trials (1: no search)")
+    train_tune_concurrency: int = Field(1, ge=1, description="Ray Tune trials running at once")
     train_workers: int = Field(1, ge=1, description="Ray Train workers")
     train_use_gpu: bool = Field(False, description="one GPU per Ray Train worker")
     train_cpus_per_worker: int | None = Field(

@@ -101,6 +101,12 @@ class FitResult:
     seconds: float = 0.0
 
 
+def _moved(batches: Iterable[Batch], device: torch.device | None) -> Iterable[Batch]:
+    if device is None:
+        return batches
+    return ({key: value.to(device) for key, value in batch.items()} for batch in batches)
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -113,9 +119,13 @@ def fit(
     validation: WindowSource,
     config: TrainConfig,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    device: torch.device | None = None,
 ) -> FitResult:
-    """Train with early stopping on validation loss; leave the best weights in `model`."""
+    """Train with early stopping on validation loss; leave the best weights in `model`.
+    With `device` the model and every batch are moved there (the model stays there)."""
     started = time.perf_counter()
+    if device is not None:
+        model.to(device)
     optimizer = make_optimizer(model, config)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
@@ -123,11 +133,14 @@ def fit(
         epoch_start = time.perf_counter()
         losses: list[float] = []
         weights: list[int] = []
-        for batch in train.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch):
+        shuffled = train.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch)
+        for batch in _moved(shuffled, device):
             losses.append(train_step(model, optimizer, batch, config.quantiles, config.grad_clip))
             weights.append(len(batch["y"]))
         train_loss = sum(a * b for a, b in zip(losses, weights, strict=True)) / max(sum(weights), 1)
-        metrics = evaluate(model, validation.batches(config.batch_size * 4), config.quantiles)
+        metrics = evaluate(
+            model, _moved(validation.batches(config.batch_size * 4), device), config.quantiles
+        )
         seconds = time.perf_counter() - epoch_start
         is_best = metrics["loss"] < result.best_validation_loss
         if is_best:

@@ -119,8 +119,10 @@ def log_training(
     extra_metrics: dict[str, float],
     champion_loss: float | None,
     run_tags: dict[str, str] | None = None,
+    run_id: str | None = None,
 ) -> LoggedModel:
-    """Log the run and the model, register it as `name` and set its tags and alias."""
+    """Log the run and the model, register it as `name` and set its tags and alias; into the
+    open run `run_id` (one that Ray Tune's trials nest under) when given."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -129,7 +131,7 @@ def log_training(
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(name)
     tags = version_tags(outcome, config, pair)
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment.experiment_id) as run:
         mlflow.log_params(
             {
                 **config.to_params(),

@@ -147,3 +147,21 @@ def test_the_training_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
     finally:
         held.release()
     training_lock(settings, said.append).release()  # free again
+
+
+def test_a_search_cannot_resume(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cryptopred_training.cli import app
+    from cryptopred_training.runner import TrainRequest
+
+    env = {"CRYPTOPRED_DATA_DIR": str(tmp_path)}
+    done = CliRunner().invoke(app, ["--pair", "BTC/USD", "--trials", "3", "--resume"], env=env)
+    assert done.exit_code == 2 and "--resume cannot be combined" in done.output
+    done = CliRunner().invoke(app, ["--pair", "BTC/USD", "--trials", "0"], env=env)
+    assert done.exit_code == 2
+    with pytest.raises(ValueError, match="--resume"):
+        TrainRequest("BTC/USD", 60, resume=True, trials=2)
+    with pytest.raises(ValueError, match="trials"):
+        TrainRequest("BTC/USD", 60, trials=0)
+    assert TrainSettings(train_trials=4).train_trials == 4

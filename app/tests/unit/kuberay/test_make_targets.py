@@ -75,3 +75,11 @@ def test_dashboards_configmap_holds_every_json_file(tmp_path: Path) -> None:
     mounts = {m["name"]: m["mountPath"] for m in grafana["containers"][0]["volumeMounts"]}
     provider = yaml.safe_load((KUBERAY / "base/grafana/dashboards-provider.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == mounts["dashboards"]
+
+
+def test_make_submit_train_passes_the_trials() -> None:
+    default = _make("-n", "submit-train")
+    assert default.returncode == 0, default.stderr
+    assert "--workers 2 --trials 1" in default.stdout
+    searched = _make("-n", "submit-train", "TRAIN_TRIALS=6")
+    assert searched.returncode == 0 and "--trials 6" in searched.stdout

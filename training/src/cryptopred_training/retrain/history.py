@@ -55,7 +55,10 @@ def last_run(client: Any, name: str) -> RunRecord | None:
     if experiment is None:
         return None
     runs = client.search_runs(
-        [experiment.experiment_id], order_by=["attribute.start_time DESC"], max_results=50
+        [experiment.experiment_id],
+        filter_string="tags.`mlflow.parentRunId` IS NULL",  # not Ray Tune's nested trials
+        order_by=["attribute.start_time DESC"],
+        max_results=50,
     )
     # a demotion is logged as a run of its own in the experiment; it trained nothing
     trained = [r for r in runs if r.data.tags.get(EVENT_TAG) != DEMOTION_EVENT]
