@@ -21,6 +21,7 @@ from cryptopred.testing.kuberay_render import (
     ROOT,
     of_kind,
     one,
+    pod_specs,
     render,
     risingwave_values,
 )
@@ -66,10 +67,21 @@ def test_rayservice_embeds_exactly_the_serve_yaml(overlay: str) -> None:
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     ports = {p["containerPort"] for c in head["containers"] for p in c.get("ports", [])}
     assert 8000 in ports
-    # the same HTTP ingress as the embedded stack: HAProxy straight to the API replicas
-    env = {e["name"]: e.get("value") for c in head["containers"] for e in c.get("env", [])}
-    assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
-    assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_serve_node_has_the_ingress_and_event_loop_settings(overlay: str) -> None:
+    # Replicas and proxies run on any node of the Serve cluster (in prod, on the worker group),
+    # so the head and every worker group carry the embedded stack's Serve settings.
+    service = one(render(overlay), "RayService", "cryptopred-serve")
+    nodes = list(pod_specs(service))
+    groups = service["spec"]["rayClusterConfig"].get("workerGroupSpecs") or []
+    assert len(nodes) == 1 + len(groups)
+    for where, pod, _ in nodes:
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1", (where, container["name"])
+            assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0", where
 
 
 def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path) -> None:
