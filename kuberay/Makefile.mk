@@ -18,7 +18,18 @@ STRIMZI_VERSION ?= 0.48.0
 RISINGWAVE_CHART_VERSION ?= 0.2.11
 KUBERAY_NAMESPACE ?= kuberay-system
 STRIMZI_NAMESPACE ?= strimzi
-RAY_JOB_ADDRESS ?= http://127.0.0.1:8265
+# Local ports of `make port-forward` and `make ray-dashboard`: the cluster's port + 20000, clear
+# of the embedded stack's (`cryptopred up`: 5000, 5433, 6379, 8000, 8265, 9092) and of Kind's
+# host ports (kind-config.yaml: 1xxxx), so all three can run at once.
+PF_GRAFANA_PORT ?= 23000
+PF_MLFLOW_PORT ?= 25000
+PF_KAFKA_UI_PORT ?= 28080
+PF_SERVE_PORT ?= 28000
+PF_RAY_PORT ?= 28265
+PF_RISINGWAVE_PORT ?= 24566
+# The RayCluster's job API: Kind's host port 18265 in dev, the forwarded port otherwise.
+KIND_RAY_PORT := 18265
+RAY_JOB_ADDRESS ?= http://127.0.0.1:$(if $(filter dev,$(ENV)),$(KIND_RAY_PORT),$(PF_RAY_PORT))
 TRAIN_PAIRS ?= BTC/USD ETH/USD
 DASHBOARDS_DIR ?= dashboards
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
@@ -103,19 +114,19 @@ deploy: kuberay-render secrets dashboards-configmap ## Deploy the stack: ENV=dev
 	$(KUBECTL) apply -f $(KR_BUILD)/$(ENV).yaml -l 'cryptopred.io/stage=jobs'
 	$(KUBECTL) -n $(NAMESPACE) get rayclusters,rayjobs,raycronjobs,rayservices
 
-port-forward: ## Forward Grafana :3000, MLflow :5000, Kafka UI :8080, Serve :8000, Ray :8265, RisingWave :4566
+port-forward: ## Forward Grafana :23000, MLflow :25000, Kafka UI :28080, Serve :28000, Ray :28265, RisingWave :24566
 	@echo "forwarding; Ctrl-C stops"
 	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/grafana 3000:3000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/mlflow 5000:5000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/kafka-ui 8080:8080 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-serve-serve-svc 8000:8000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc 8265:8265 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/risingwave 4566:4566 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/grafana $(PF_GRAFANA_PORT):3000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/mlflow $(PF_MLFLOW_PORT):5000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/kafka-ui $(PF_KAFKA_UI_PORT):8080 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-serve-serve-svc $(PF_SERVE_PORT):8000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/risingwave $(PF_RISINGWAVE_PORT):4566 & \
 	wait
 
-ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:8265
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc 8265:8265
+ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:28265
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265
 
 submit-stream: ## ray job submit the streaming pipeline to the RayCluster (RAY_JOB_ADDRESS)
 	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job
