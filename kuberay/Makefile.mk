@@ -30,6 +30,8 @@ PF_RISINGWAVE_PORT ?= 24566
 # The RayCluster's job API: Kind's host port 18265 in dev, the forwarded port otherwise.
 KIND_RAY_PORT := 18265
 RAY_JOB_ADDRESS ?= http://127.0.0.1:$(if $(filter dev,$(ENV)),$(KIND_RAY_PORT),$(PF_RAY_PORT))
+# Ray Train workers of `make submit-train`; empty: CRYPTOPRED_TRAIN_WORKERS of the cluster's env.
+TRAIN_WORKERS ?=
 TRAIN_PAIRS ?= BTC/USD ETH/USD
 DASHBOARDS_DIR ?= dashboards
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
@@ -135,7 +137,7 @@ submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one af
 	@for pair in $(TRAIN_PAIRS); do \
 		echo "training $$pair"; \
 		$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) -- \
-			cryptopred train --pair $$pair --candle-seconds 60 --workers 2 || exit 1; \
+			cryptopred train --pair $$pair --candle-seconds 60 $(if $(TRAIN_WORKERS),--workers $(TRAIN_WORKERS)) || exit 1; \
 	done
 
 build-image: ## docker build the Ray image and the MLflow image (kuberay/Dockerfile)

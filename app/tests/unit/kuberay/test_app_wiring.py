@@ -197,4 +197,3 @@ def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> No
     assert mounts[volume["name"]] == script_dir
     script = one(docs, "ConfigMap", volume["configMap"]["name"])["data"][script_name]
     assert re.search(r"^cryptopred retrain once( 9>&-)?$", script, re.MULTILINE)
-    assert 'export CRYPTOPRED_TRAIN_WORKERS="${CRYPTOPRED_TRAIN_WORKERS:-2}"' in script

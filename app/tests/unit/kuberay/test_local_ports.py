@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,23 +11,14 @@ import yaml
 
 from cryptopred.settings import ENV_PREFIX, Settings
 from cryptopred.stack.parts import all_parts
-from cryptopred.testing.kuberay_render import KUBERAY, ROOT, one, render, tool
+from cryptopred.testing.kuberay_render import KUBERAY, make_kuberay, one, render
 from cryptopred_serving.settings import ServeSettings
 
 _FORWARD = re.compile(r"port-forward svc/(?P<svc>[\w.-]+) (?P<local>\d+):(?P<remote>\d+)")
 
 
 def _make_dry_run(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    done = subprocess.run(
-        [tool("make"), "--no-print-directory", "-n", "-f", "kuberay/Makefile.mk", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = make_kuberay("-n", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from cryptopred.testing.kuberay_render import KUBERAY, ROOT, one, render, tool
+from cryptopred.testing.kuberay_render import KUBERAY, make_kuberay, one, render
 
 MAKE_TARGETS = (
     "cluster-up",
@@ -27,20 +25,6 @@ MAKE_TARGETS = (
 )
 
 
-def _make(*args: str) -> subprocess.CompletedProcess[str]:
-    # Without the flags of an outer `make test` (e.g. -n, -j or variable overrides).
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.run(
-        [tool("make"), "--no-print-directory", "-f", "kuberay/Makefile.mk", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_makefile_has_the_cluster_targets() -> None:
     makefile = (KUBERAY / "Makefile.mk").read_text()
     for target in MAKE_TARGETS:
@@ -49,13 +33,13 @@ def test_makefile_has_the_cluster_targets() -> None:
 
 
 def test_make_deploy_refuses_an_unknown_env_and_picks_the_overlay() -> None:
-    bad = _make("-n", "deploy", "ENV=staging")
+    bad = make_kuberay("-n", "deploy", "ENV=staging")
     assert bad.returncode != 0 and "ENV must be dev or prod" in bad.stderr
-    prod = _make("-n", "deploy", "ENV=prod")
+    prod = make_kuberay("-n", "deploy", "ENV=prod")
     assert prod.returncode == 0, prod.stderr
     assert "kubectl kustomize kuberay/overlays/prod" in prod.stdout
     assert "-f kuberay/overlays/prod/risingwave-values.yaml" in prod.stdout
-    dev = _make("-n", "deploy", "ENV=dev")
+    dev = make_kuberay("-n", "deploy", "ENV=dev")
     assert dev.returncode == 0 and "risingwave-values.yaml" not in dev.stdout
 
 
@@ -64,7 +48,7 @@ def test_dashboards_configmap_holds_every_json_file(tmp_path: Path) -> None:
     (tmp_path / "more").mkdir()
     (tmp_path / "more" / "health.json").write_text('{"title": "Pipeline health"}')
     (tmp_path / "notes.md").write_text("not a dashboard")
-    done = _make("-s", "kuberay-dashboards-yaml", f"DASHBOARDS_DIR={tmp_path}")
+    done = make_kuberay("-s", "kuberay-dashboards-yaml", f"DASHBOARDS_DIR={tmp_path}")
     assert done.returncode == 0, done.stderr
     configmap = yaml.safe_load(done.stdout)
     assert configmap["metadata"]["name"] == "grafana-dashboards"
