@@ -48,7 +48,7 @@ DIGEST_RESOLVER ?= crane digest {image}
 # rewrites them to $(IMAGE_REGISTRY)/...:$(IMAGE_TAG) when those are set.
 KR_IMAGE_REWRITE = sed -E 's\#image: cryptopred-(ray|mlflow):[A-Za-z0-9._-]+\#image: $(KR_IMAGE_PREFIX)cryptopred-\1:$(IMAGE_TAG)\#'
 
-.PHONY: cluster-up kind-create cluster-down operators secrets deploy port-forward ray-dashboard \
+.PHONY: cluster-up kind-create cluster-down undeploy operators secrets deploy port-forward ray-dashboard \
 	submit-stream submit-train build-image kind-load push-image serve-config \
 	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images
 
@@ -58,8 +58,31 @@ kind-create: ## Create the Kind cluster unless it exists
 	@$(KIND) get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' \
 		|| $(KIND) create cluster --name $(CLUSTER_NAME) --config $(KR_DIR)/kind-config.yaml
 
-cluster-down: ## Delete the Kind cluster and everything in it
+# Teardown on the current context, the inverse of `deploy`: the RisingWave release, then the
+# overlay's objects with the namespace (its Secrets, ConfigMaps and volumes go with it) while the
+# operators still run to finalize the Ray and Kafka objects.
+define KR_UNDEPLOY
+	$(if $(filter dev prod,$(ENV)),,$(error ENV must be dev or prod, got '$(ENV)'))
+	$(HELM) uninstall risingwave --namespace $(NAMESPACE) --ignore-not-found --wait
+	$(KUBECTL) delete -k $(KR_DIR)/overlays/$(ENV) --ignore-not-found --wait --timeout=15m
+endef
+# The inverse of `operators` (their CRDs stay: helm never deletes them).
+define KR_OPERATORS_DOWN
+	$(HELM) uninstall strimzi-cluster-operator --namespace $(STRIMZI_NAMESPACE) --ignore-not-found --wait
+	$(HELM) uninstall kuberay-operator --namespace $(KUBERAY_NAMESPACE) --ignore-not-found --wait
+	$(KUBECTL) delete namespace $(STRIMZI_NAMESPACE) $(KUBERAY_NAMESPACE) --ignore-not-found
+endef
+
+cluster-down: ## ENV=dev: delete the Kind cluster; ENV=prod: undeploy, then uninstall the operators
+ifeq ($(ENV),dev)
 	$(KIND) delete cluster --name $(CLUSTER_NAME)
+else
+	$(KR_UNDEPLOY)
+	$(KR_OPERATORS_DOWN)
+endif
+
+undeploy: ## Delete what `deploy ENV=...` made from the current context; the operators stay
+	$(KR_UNDEPLOY)
 
 operators: ## helm: KubeRay operator (RayCronJob feature gate on) and Strimzi, on the current context
 	$(HELM) repo add kuberay https://ray-project.github.io/kuberay-helm/ --force-update
