@@ -18,7 +18,20 @@ STRIMZI_VERSION ?= 0.48.0
 RISINGWAVE_CHART_VERSION ?= 0.2.11
 KUBERAY_NAMESPACE ?= kuberay-system
 STRIMZI_NAMESPACE ?= strimzi
-RAY_JOB_ADDRESS ?= http://127.0.0.1:8265
+# Local ports of `make port-forward` and `make ray-dashboard`: the cluster's port + 20000, clear
+# of the embedded stack's (`cryptopred up`: 5000, 5433, 6379, 8000, 8265, 9092) and of Kind's
+# host ports (kind-config.yaml: 1xxxx), so all three can run at once.
+PF_GRAFANA_PORT ?= 23000
+PF_MLFLOW_PORT ?= 25000
+PF_KAFKA_UI_PORT ?= 28080
+PF_SERVE_PORT ?= 28000
+PF_RAY_PORT ?= 28265
+PF_RISINGWAVE_PORT ?= 24566
+# The RayCluster's job API: Kind's host port 18265 in dev, the forwarded port otherwise.
+KIND_RAY_PORT := 18265
+RAY_JOB_ADDRESS ?= http://127.0.0.1:$(if $(filter dev,$(ENV)),$(KIND_RAY_PORT),$(PF_RAY_PORT))
+# Ray Train workers of `make submit-train`; empty: CRYPTOPRED_TRAIN_WORKERS of the cluster's env.
+TRAIN_WORKERS ?=
 TRAIN_PAIRS ?= BTC/USD ETH/USD
 # Ray Tune trials per training run (1: no search)
 TRAIN_TRIALS ?= 1
@@ -37,7 +50,7 @@ DIGEST_RESOLVER ?= crane digest {image}
 # rewrites them to $(IMAGE_REGISTRY)/...:$(IMAGE_TAG) when those are set.
 KR_IMAGE_REWRITE = sed -E 's\#image: cryptopred-(ray|mlflow):[A-Za-z0-9._-]+\#image: $(KR_IMAGE_PREFIX)cryptopred-\1:$(IMAGE_TAG)\#'
 
-.PHONY: cluster-up kind-create cluster-down operators secrets deploy port-forward ray-dashboard \
+.PHONY: cluster-up kind-create cluster-down undeploy operators secrets deploy port-forward ray-dashboard \
 	submit-stream submit-train build-image kind-load push-image serve-config \
 	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images
 
@@ -47,8 +60,31 @@ kind-create: ## Create the Kind cluster unless it exists
 	@$(KIND) get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)' \
 		|| $(KIND) create cluster --name $(CLUSTER_NAME) --config $(KR_DIR)/kind-config.yaml
 
-cluster-down: ## Delete the Kind cluster and everything in it
+# Teardown on the current context, the inverse of `deploy`: the RisingWave release, then the
+# overlay's objects with the namespace (its Secrets, ConfigMaps and volumes go with it) while the
+# operators still run to finalize the Ray and Kafka objects.
+define KR_UNDEPLOY
+	$(if $(filter dev prod,$(ENV)),,$(error ENV must be dev or prod, got '$(ENV)'))
+	$(HELM) uninstall risingwave --namespace $(NAMESPACE) --ignore-not-found --wait
+	$(KUBECTL) delete -k $(KR_DIR)/overlays/$(ENV) --ignore-not-found --wait --timeout=15m
+endef
+# The inverse of `operators` (their CRDs stay: helm never deletes them).
+define KR_OPERATORS_DOWN
+	$(HELM) uninstall strimzi-cluster-operator --namespace $(STRIMZI_NAMESPACE) --ignore-not-found --wait
+	$(HELM) uninstall kuberay-operator --namespace $(KUBERAY_NAMESPACE) --ignore-not-found --wait
+	$(KUBECTL) delete namespace $(STRIMZI_NAMESPACE) $(KUBERAY_NAMESPACE) --ignore-not-found
+endef
+
+cluster-down: ## ENV=dev: delete the Kind cluster; ENV=prod: undeploy, then uninstall the operators
+ifeq ($(ENV),dev)
 	$(KIND) delete cluster --name $(CLUSTER_NAME)
+else
+	$(KR_UNDEPLOY)
+	$(KR_OPERATORS_DOWN)
+endif
+
+undeploy: ## Delete what `deploy ENV=...` made from the current context; the operators stay
+	$(KR_UNDEPLOY)
 
 operators: ## helm: KubeRay operator (RayCronJob feature gate on) and Strimzi, on the current context
 	$(HELM) repo add kuberay https://ray-project.github.io/kuberay-helm/ --force-update
@@ -105,19 +141,19 @@ deploy: kuberay-render secrets dashboards-configmap ## Deploy the stack: ENV=dev
 	$(KUBECTL) apply -f $(KR_BUILD)/$(ENV).yaml -l 'cryptopred.io/stage=jobs'
 	$(KUBECTL) -n $(NAMESPACE) get rayclusters,rayjobs,raycronjobs,rayservices
 
-port-forward: ## Forward Grafana :3000, MLflow :5000, Kafka UI :8080, Serve :8000, Ray :8265, RisingWave :4566
+port-forward: ## Forward Grafana :23000, MLflow :25000, Kafka UI :28080, Serve :28000, Ray :28265, RisingWave :24566
 	@echo "forwarding; Ctrl-C stops"
 	@trap 'kill $$(jobs -p) 2>/dev/null' INT TERM EXIT; \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/grafana 3000:3000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/mlflow 5000:5000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/kafka-ui 8080:8080 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-serve-serve-svc 8000:8000 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc 8265:8265 & \
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/risingwave 4566:4566 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/grafana $(PF_GRAFANA_PORT):3000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/mlflow $(PF_MLFLOW_PORT):5000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/kafka-ui $(PF_KAFKA_UI_PORT):8080 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-serve-serve-svc $(PF_SERVE_PORT):8000 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265 & \
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/risingwave $(PF_RISINGWAVE_PORT):4566 & \
 	wait
 
-ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:8265
-	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc 8265:8265
+ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:28265
+	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265
 
 submit-stream: ## ray job submit the streaming pipeline to the RayCluster (RAY_JOB_ADDRESS)
 	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job
@@ -126,8 +162,8 @@ submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one af
 	@for pair in $(TRAIN_PAIRS); do \
 		echo "training $$pair"; \
 		$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) -- \
-			cryptopred train --pair $$pair --candle-seconds 60 --workers 2 --trials $(TRAIN_TRIALS) \
-			|| exit 1; \
+			cryptopred train --pair $$pair --candle-seconds 60 $(if $(TRAIN_WORKERS),--workers $(TRAIN_WORKERS)) \
+			--trials $(TRAIN_TRIALS) || exit 1; \
 	done
 
 build-image: ## docker build the Ray image and the MLflow image (kuberay/Dockerfile)

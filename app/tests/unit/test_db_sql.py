@@ -2,7 +2,7 @@ import pytest
 
 from cryptopred import tables
 from cryptopred.db.access import add_missing_columns, ddl, upsert_json_statement, upsert_statement
-from cryptopred.db.schema import TABLES
+from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
 from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
 
 
@@ -62,3 +62,16 @@ def test_an_older_outcomes_table_gets_the_nullable_columns_it_lacks():
         'ALTER TABLE "prediction_outcomes" ADD COLUMN "baseline_version" TEXT',
     ]
     assert add_missing_columns(table, set(table.column_names), "risingwave") == []
+
+
+def test_on_risingwave_the_app_creates_every_table_but_those_that_ingest_topics() -> None:
+    created = {t.name: text(ddl(t, "risingwave")) for t in app_created_tables("risingwave")}
+    assert set(created) == set(TABLES) - set(TOPIC_TABLES)
+    for internal in (
+        tables.STREAM_CHECKPOINTS,
+        tables.STREAM_PAIR_STATES,
+        tables.SOURCE_WATERMARKS,
+    ):
+        assert created[internal].startswith(f'CREATE TABLE IF NOT EXISTS "{internal}"')
+    assert '"state" VARCHAR NOT NULL' in created[tables.STREAM_CHECKPOINTS]
+    assert {t.name for t in app_created_tables("postgres")} == set(TABLES)

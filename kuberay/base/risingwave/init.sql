@@ -3,7 +3,8 @@
 -- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
 -- prediction_outcomes is written by the serving app, stream_checkpoints by the stream stages
 -- (created here so that grafana-role.sql can grant SELECT on it). Columns and keys follow the
--- app's table contract (cryptopred.db.schema.TABLES); a unit test compares them.
+-- app's table contract (cryptopred.db.schema.TABLES); a unit test compares them. The stream job's
+-- entry point creates the contract's other tables (cryptopred.db.schema.app_created_tables).
 -- If the app created a table first (without a connector), drop it and re-run this Job.
 
 CREATE TABLE IF NOT EXISTS candles (

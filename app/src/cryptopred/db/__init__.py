@@ -1,6 +1,15 @@
 """DB access: the table contract, idempotent DDL and upserts for postgres and risingwave."""
 
 from cryptopred.db.access import connect, create_schema, fetch_all, upsert
-from cryptopred.db.schema import TABLES, Table
+from cryptopred.db.schema import TABLES, TOPIC_TABLES, Table, app_created_tables
 
-__all__ = ["TABLES", "Table", "connect", "create_schema", "fetch_all", "upsert"]
+__all__ = [
+    "TABLES",
+    "TOPIC_TABLES",
+    "Table",
+    "app_created_tables",
+    "connect",
+    "create_schema",
+    "fetch_all",
+    "upsert",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -45,11 +45,13 @@ def ddl(table: Table, dialect: str) -> sql.Composed:
     )
 
 
-def create_schema(conn: psycopg.Connection, dialect: str) -> None:
-    """Create every table of the contract and add the nullable columns a table created by an
-    older contract lacks; running it again changes nothing."""
+def create_schema(
+    conn: psycopg.Connection, dialect: str, only: Iterable[Table] | None = None
+) -> None:
+    """Create every table of the contract (or those of `only`) and add the nullable columns a
+    table created by an older contract lacks; running it again changes nothing."""
     with conn.cursor() as cur:
-        for table in TABLES.values():
+        for table in TABLES.values() if only is None else only:
             cur.execute(ddl(table, dialect))
             for statement in add_missing_columns(table, _existing_columns(cur, table), dialect):
                 cur.execute(statement)

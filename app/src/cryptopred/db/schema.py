@@ -83,3 +83,15 @@ TABLES: dict[str, Table] = {
         tables.SOURCE_WATERMARKS, _columns(SourceWatermark), ("source", "pair")
     ),
 }
+
+# On RisingWave these tables ingest their Kafka topic: kuberay/base/risingwave/init.sql creates
+# them with a Kafka connector, and a plain table of the same name created first would keep the
+# connector out.
+TOPIC_TABLES: tuple[str, ...] = (tables.CANDLES, tables.TECHNICAL_INDICATORS, tables.PREDICTIONS)
+
+
+def app_created_tables(dialect: str) -> tuple[Table, ...]:
+    """The tables a cluster job creates itself: every table of the contract on PostgreSQL, every
+    one but TOPIC_TABLES on RisingWave."""
+    skip = TOPIC_TABLES if dialect == "risingwave" else ()
+    return tuple(t for name, t in TABLES.items() if name not in skip)

@@ -7,6 +7,7 @@ rendered once per test session with `kubectl kustomize`.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import tomllib
@@ -50,6 +51,20 @@ def tool(name: str) -> str:
     if path is None:
         pytest.skip(f"`{name}` is not installed: the kuberay manifests cannot be checked")
     return path
+
+
+def make_kuberay(*args: str) -> subprocess.CompletedProcess[str]:
+    """`make -f kuberay/Makefile.mk ARGS` in the checkout, without the flags of an outer make."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(
+        [tool("make"), "--no-print-directory", "-f", "kuberay/Makefile.mk", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @functools.cache

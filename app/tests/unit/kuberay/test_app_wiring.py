@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cryptopred import topics
-from cryptopred.db.schema import TABLES
+from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
 from cryptopred.settings import ENV_PREFIX
 from cryptopred.testing.kuberay_checks import parse_tables
 from cryptopred.testing.kuberay_render import (
@@ -21,6 +21,7 @@ from cryptopred.testing.kuberay_render import (
     ROOT,
     of_kind,
     one,
+    pod_specs,
     render,
     risingwave_values,
 )
@@ -66,10 +67,21 @@ def test_rayservice_embeds_exactly_the_serve_yaml(overlay: str) -> None:
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     ports = {p["containerPort"] for c in head["containers"] for p in c.get("ports", [])}
     assert 8000 in ports
-    # the same HTTP ingress as the embedded stack: HAProxy straight to the API replicas
-    env = {e["name"]: e.get("value") for c in head["containers"] for e in c.get("env", [])}
-    assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
-    assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_serve_node_has_the_ingress_and_event_loop_settings(overlay: str) -> None:
+    # Replicas and proxies run on any node of the Serve cluster (in prod, on the worker group),
+    # so the head and every worker group carry the embedded stack's Serve settings.
+    service = one(render(overlay), "RayService", "cryptopred-serve")
+    nodes = list(pod_specs(service))
+    groups = service["spec"]["rayClusterConfig"].get("workerGroupSpecs") or []
+    assert len(nodes) == 1 + len(groups)
+    for where, pod, _ in nodes:
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1", (where, container["name"])
+            assert env.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD") == "0", where
 
 
 def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path) -> None:
@@ -83,10 +95,14 @@ def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path)
 def test_risingwave_tables_match_the_table_contract() -> None:
     sql_text = (KUBERAY / "base" / "risingwave" / "init.sql").read_text()
     tables = parse_tables(sql_text)
-    # The SQL creates the tables that ingest topics (and the outcomes); the app's create_schema
-    # adds any other (internal) table of the contract with CREATE TABLE IF NOT EXISTS.
-    ingesting = {topics.CANDLES, topics.TECHNICAL_INDICATORS, topics.PREDICTIONS}
-    assert ingesting <= set(tables) <= set(TABLES), set(tables) ^ set(TABLES)
+    # The SQL creates the tables that ingest topics (and some others); the stream job's entry
+    # point creates every table but those (app_created_tables), so the cluster has them all.
+    ingesting = {name for name, parsed in tables.items() if parsed["options"]}
+    assert ingesting == set(TOPIC_TABLES)
+    assert set(tables) <= set(TABLES), set(tables) - set(TABLES)
+    created_by_app = {t.name for t in app_created_tables("risingwave")}
+    assert not ingesting & created_by_app
+    assert set(tables) | created_by_app == set(TABLES)
     env = one(render("dev"), "ConfigMap", "cryptopred-env")["data"]
     for name, parsed in tables.items():
         table = TABLES[name]
@@ -185,4 +201,3 @@ def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> No
     assert mounts[volume["name"]] == script_dir
     script = one(docs, "ConfigMap", volume["configMap"]["name"])["data"][script_name]
     assert re.search(r"^cryptopred retrain once( 9>&-)?$", script, re.MULTILINE)
-    assert 'export CRYPTOPRED_TRAIN_WORKERS="${CRYPTOPRED_TRAIN_WORKERS:-2}"' in script
