@@ -96,6 +96,28 @@ def prepare_data(frame: pd.DataFrame, config: TrainConfig) -> PreparedData:
     return PreparedData(features, targets, close, start_ms, ends, steps, summary)
 
 
+def with_window(data: PreparedData, window_steps: int) -> PreparedData:
+    """The same prepared series with the window ends valid for `window_steps` (features and
+    targets do not depend on the window)."""
+    ends = valid_window_ends(data.features, data.targets, window_steps)
+    return replace(data, ends=ends, summary={**data.summary, "n_windows": len(ends)})
+
+
+def new_transformer(data: PreparedData, config: TrainConfig) -> CausalTransformer:
+    """An untrained transformer of `config`'s shape for `data`'s features and horizons."""
+    spec = TransformerSpec(
+        n_features=data.features.shape[1],
+        n_horizons=len(data.steps),
+        window_steps=config.window_steps,
+        d_model=config.d_model,
+        n_heads=config.n_heads,
+        n_layers=config.n_layers,
+        d_ff=config.d_ff,
+        dropout=config.dropout,
+    )
+    return build_transformer(spec, config.seed)
+
+
 @dataclass
 class TrainedModels:
     transformer: CausalTransformer
@@ -136,17 +158,7 @@ def train_models(
         config.ridge_alpha,
         config.quantiles,
     )
-    spec = TransformerSpec(
-        n_features=data.features.shape[1],
-        n_horizons=len(data.steps),
-        window_steps=config.window_steps,
-        d_model=config.d_model,
-        n_heads=config.n_heads,
-        n_layers=config.n_layers,
-        d_ff=config.d_ff,
-        dropout=config.dropout,
-    )
-    model = build_transformer(spec, config.seed)
+    model = new_transformer(data, config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         result = fitter(model, train, validation, config, on_epoch)

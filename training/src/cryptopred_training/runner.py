@@ -24,6 +24,7 @@ from cryptopred_training.pipeline import (
     fit_normalizer,
     prepare_data,
     train_and_decide,
+    with_window,
 )
 from cryptopred_training.ray_fit import RayFitOptions, numbered_ray_fitter, ray_fitter
 from cryptopred_training.settings import TrainSettings, model_name
@@ -201,17 +202,16 @@ def _train(
 
     parent_run_id = start_parent_run(settings.mlflow_uri, name, {"trigger": request.trigger})
     try:
-        tuned = _search(settings, request, frame, config, run_name, parent_run_id, say)
-        if tuned.best.point.window_steps != config.window_steps:
-            data = prepare_data(frame, apply_point(config, tuned.best.point))
+        tuned = _search(settings, request, data, config, run_name, parent_run_id, say)
+        best = apply_point(config, tuned.best.point)
         return _fit_and_log(
             settings,
             request,
             name,
             pair,
             frame,
-            data,
-            apply_point(config, tuned.best.point),
+            with_window(data, best.window_steps),
+            best,
             run_name,
             say,
             on_epoch,
@@ -229,7 +229,7 @@ def _train(
 def _search(
     settings: TrainSettings,
     request: TrainRequest,
-    frame: pd.DataFrame,
+    data: PreparedData,
     config: TrainConfig,
     run_name: str,
     parent_run_id: str,
@@ -253,7 +253,7 @@ def _search(
         f"sizes {', '.join(s.label for s in space.sizes)}, windows {space.window_steps}, "
         f"learning rate {space.learning_rate_min:.2g}-{space.learning_rate_max:.2g}"
     )
-    tuned = run_tune(frame, config, space, options)
+    tuned = run_tune(data, config, space, options)
     log_trials(settings.mlflow_uri, parent_run_id, tuned)
     for trial in tuned.trials:
         point = trial.point

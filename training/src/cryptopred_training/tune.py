@@ -10,12 +10,11 @@ point then trains the model that faces the gate.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from cryptopred_training.config import TrainConfig
@@ -26,8 +25,7 @@ from cryptopred_training.features import (
     chronological_split,
     valid_window_ends,
 )
-from cryptopred_training.models.transformer import TransformerSpec, build_transformer
-from cryptopred_training.pipeline import PreparedData, fit_normalizer, prepare_data
+from cryptopred_training.pipeline import PreparedData, fit_normalizer, new_transformer, with_window
 from cryptopred_training.steps import EpochReport, fit
 from cryptopred_training.tune_search import SearchSpace, TrialPoint, apply_point, sample_points
 
@@ -113,13 +111,16 @@ def best_trial(trials: tuple[TrialOutcome, ...]) -> TrialOutcome:
 
 
 def tuning_inputs(
-    frame: pd.DataFrame, config: TrainConfig, space: SearchSpace, use_gpu: bool, threads: int
+    prepared: PreparedData,
+    config: TrainConfig,
+    space: SearchSpace,
+    use_gpu: bool,
+    threads: int,
 ) -> TrialInputs:
-    """Features and the chronological split at the space's shortest window: it has the most
-    window ends, so its test split starts no later than any trial window's, and no trial
-    sees test rows."""
-    shortest = replace(config, window_steps=min(space.window_steps))
-    data = prepare_data(frame, shortest)
+    """The run's prepared series and its chronological split at the space's shortest window:
+    it has the most window ends, so its test split starts no later than any trial window's,
+    and no trial sees test rows."""
+    data = with_window(prepared, min(space.window_steps))
     split = chronological_split(
         data.ends, config.train_fraction, config.validation_fraction, max(data.steps)
     )
@@ -146,17 +147,7 @@ def train_trial(tune_config: dict[str, Any], inputs: TrialInputs) -> None:
     point = TrialPoint.from_tune(tune_config)
     config = apply_point(inputs.config, point)
     train, validation = trial_sources(inputs, point.window_steps)
-    spec = TransformerSpec(
-        n_features=inputs.data.features.shape[1],
-        n_horizons=len(inputs.data.steps),
-        window_steps=config.window_steps,
-        d_model=config.d_model,
-        n_heads=config.n_heads,
-        n_layers=config.n_layers,
-        d_ff=config.d_ff,
-        dropout=config.dropout,
-    )
-    model = build_transformer(spec, config.seed)
+    model = new_transformer(inputs.data, config)
     device = torch.device("cuda") if inputs.use_gpu and torch.cuda.is_available() else None
 
     def report(epoch: EpochReport) -> None:
@@ -175,7 +166,7 @@ def train_trial(tune_config: dict[str, Any], inputs: TrialInputs) -> None:
 
 
 def run_tune(
-    frame: pd.DataFrame, config: TrainConfig, space: SearchSpace, options: TuneOptions
+    data: PreparedData, config: TrainConfig, space: SearchSpace, options: TuneOptions
 ) -> TuneOutcome:
     """Run `options.trials` trials of `space` (seeded by `config.seed`) with ASHA on the
     connected Ray cluster; RuntimeError when a trial failed."""
@@ -185,7 +176,7 @@ def run_tune(
 
     points = sample_points(space, options.trials, config.seed)
     inputs = tuning_inputs(
-        frame, config, space, options.use_gpu, max(1, int(options.cpus_per_trial))
+        data, config, space, options.use_gpu, max(1, int(options.cpus_per_trial))
     )
     grace_period = min(options.grace_period, config.max_epochs)
     scheduler = ASHAScheduler(

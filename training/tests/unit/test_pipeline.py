@@ -4,6 +4,9 @@ passed in (the job passes Ray Train fitters with the run's workers and devices).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
 
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import WindowSource
@@ -55,3 +58,15 @@ def test_folds_are_fitted_by_the_walk_forward_fitter() -> None:
     fold_train_sizes = [n_fit + n_val for n_fit, n_val, _ in folds.calls]
     # expanding windows: each fold fits on more rows than the one before
     assert fold_train_sizes == sorted(fold_train_sizes) and len(set(fold_train_sizes)) == 3
+
+
+def test_with_window_equals_preparing_the_series_at_that_window() -> None:
+    from cryptopred_training.pipeline import with_window
+
+    frame = synthetic_indicator_frame(1500, seed=7)
+    config = TrainConfig(horizon_seconds=(60, 300), window_steps=24, min_rows=100)
+    shorter = with_window(prepare_data(frame, config), 12)
+    direct = prepare_data(frame, replace(config, window_steps=12))
+    assert np.array_equal(shorter.ends, direct.ends) and len(shorter.ends) > 0
+    assert shorter.summary["n_windows"] == direct.summary["n_windows"] == len(direct.ends)
+    assert np.array_equal(shorter.features, direct.features, equal_nan=True)

@@ -30,7 +30,7 @@ POINT = TrialPoint(ModelSize(32, 2, 4), 48, 1e-3)
 
 def test_no_trial_sees_the_test_split_of_any_window() -> None:
     frame = synthetic_indicator_frame(1500, seed=5)
-    inputs = tuning_inputs(frame, CONFIG, SPACE, use_gpu=False, threads=1)
+    inputs = tuning_inputs(prepare_data(frame, CONFIG), CONFIG, SPACE, use_gpu=False, threads=1)
     last_seen = int(inputs.split.validation[-1])
     for window in SPACE.window_steps:
         data = prepare_data(frame, replace(CONFIG, window_steps=window))
@@ -42,7 +42,7 @@ def test_no_trial_sees_the_test_split_of_any_window() -> None:
 
 def test_a_trial_gets_windows_of_its_own_length_from_the_split() -> None:
     frame = synthetic_indicator_frame(1500, seed=5)
-    inputs = tuning_inputs(frame, CONFIG, SPACE, use_gpu=False, threads=1)
+    inputs = tuning_inputs(prepare_data(frame, CONFIG), CONFIG, SPACE, use_gpu=False, threads=1)
     train, validation = trial_sources(inputs, 48)
     assert train.window_steps == validation.window_steps == 48
     assert np.isin(train.ends, inputs.split.train).all()
