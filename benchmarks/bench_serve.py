@@ -55,7 +55,7 @@ from cryptopred.stack.process import free_port
 from cryptopred_serving.deploy import deploy_app
 from cryptopred_serving.pairs import pair_to_url
 from cryptopred_serving.settings import ServeSettings
-from cryptopred_serving.testing import rows_of, train_and_register, wait_for
+from cryptopred_testsupport.serving import rows_of, train_and_register, wait_for
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
 PAIR = "BTC/USD"

@@ -32,8 +32,8 @@ from cryptopred.stack.parts import Broker, Postgres
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.actors import start_pipeline, stop_pipeline
 from cryptopred_ingest.stream.settings import StreamSettings
-from cryptopred_ingest.testing.soak import kill_stage, paused, postgres_pid, raise_in_stage
 from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.soak import kill_stage, paused, postgres_pid, raise_in_stage
 
 STAGES = ("candles", "indicators", "sink")
 Key = tuple[str, int]  # (pair, window_start_ms)

@@ -29,9 +29,9 @@ from cryptopred_ingest.sources.synthetic import generate
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_ingest.testing.streams import closing_trade
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.publisher import PublisherStage
+from cryptopred_testsupport.streams import closing_trade
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from cryptopred.demo.settings import DemoSettings
 from cryptopred.records import Prediction, decode
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
-from cryptopred_ingest.testing.readback import read_until_quiet
+from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from cryptopred.raycluster import serve_run_dir
 from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port, port_in_use
-from cryptopred.testing.haproxy import start_haproxy
+from cryptopred_testsupport.haproxy import start_haproxy
 
 from .embedded_stack import CLI, run, stack_environ
 

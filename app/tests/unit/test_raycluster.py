@@ -18,7 +18,7 @@ from cryptopred.raycluster import (
 )
 from cryptopred.settings import SettingsError, load_settings
 from cryptopred.stack.process import ephemeral_port_range, free_listen_port, port_in_use
-from cryptopred.testing.haproxy import start_haproxy
+from cryptopred_testsupport.haproxy import start_haproxy
 
 
 @pytest.fixture(autouse=True)

@@ -22,9 +22,9 @@ from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.readback import read_until_quiet
 from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.kraken_rest import TradesClient
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.live
 

@@ -11,8 +11,8 @@ from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.synthetic import generate
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.integration
 

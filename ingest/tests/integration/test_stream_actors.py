@@ -18,8 +18,8 @@ from cryptopred_ingest.stream.actors import (
     stop_pipeline,
 )
 from cryptopred_ingest.stream.settings import StreamSettings
-from cryptopred_ingest.testing.readback import read_until_quiet
-from cryptopred_ingest.testing.streams import (
+from cryptopred_testsupport.readback import read_until_quiet
+from cryptopred_testsupport.streams import (
     all_final,
     candle_tuples,
     closing_trade,

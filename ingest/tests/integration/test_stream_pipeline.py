@@ -12,8 +12,8 @@ from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
-from cryptopred_ingest.testing.readback import read_until_quiet
-from cryptopred_ingest.testing.streams import (
+from cryptopred_testsupport.readback import read_until_quiet
+from cryptopred_testsupport.streams import (
     all_final,
     candle_tuples,
     closing_trade,

@@ -22,8 +22,8 @@ from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
-from cryptopred_ingest.testing.readback import read_until_quiet
-from cryptopred_ingest.testing.streams import closing_trade, make_trades, wait_for
+from cryptopred_testsupport.readback import read_until_quiet
+from cryptopred_testsupport.streams import closing_trade, make_trades, wait_for
 
 pytestmark = pytest.mark.integration
 

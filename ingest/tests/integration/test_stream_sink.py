@@ -16,7 +16,7 @@ from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
 from cryptopred.stack.process import free_port
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_ingest.testing.readback import read_until_quiet
+from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
 

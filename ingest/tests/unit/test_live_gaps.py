@@ -10,8 +10,8 @@ from cryptopred_ingest.publish import DeliveryError, Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.watermarks import Completeness
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.memory import MemoryProducer
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.memory import MemoryProducer
 
 PAIRS = ["BTC/USD", "ETH/EUR"]
 

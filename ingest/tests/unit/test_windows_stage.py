@@ -13,7 +13,7 @@ from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairStat
 from cryptopred.pipeline.stage import Emit
 from cryptopred.records import Candle, Trade, decode, encode
 from cryptopred_ingest.stream.candles import CandleStage
-from cryptopred_ingest.testing.candle_cases import GRACE_MS, finals, make_trades, run
+from cryptopred_testsupport.candle_cases import GRACE_MS, finals, make_trades, run
 
 Key = tuple[str, int, int]
 

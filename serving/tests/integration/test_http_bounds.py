@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from cryptopred_serving.testing import rows_of
+from cryptopred_testsupport.serving import rows_of
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from cryptopred_serving.champions import Champion
 from cryptopred_serving.outcomes import pinball_price
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_serving.schemas import LiveMetric
-from cryptopred_serving.testing import rows_of
+from cryptopred_testsupport.serving import rows_of
 
 pytestmark = pytest.mark.integration
 

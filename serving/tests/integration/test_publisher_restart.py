@@ -15,7 +15,7 @@ from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.publisher import PublisherStage
-from cryptopred_serving.testing import (
+from cryptopred_testsupport.serving import (
     read_topic,
     replica_actors,
     rows_of,

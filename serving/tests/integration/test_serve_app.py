@@ -14,7 +14,7 @@ from cryptopred.kafka import ensure_topics, make_producer
 from cryptopred.records import encode
 from cryptopred.stack.parts import Broker
 from cryptopred.stack.process import free_port
-from cryptopred_serving.testing import read_topic, rows_of, train_and_register, wait_for
+from cryptopred_testsupport.serving import read_topic, rows_of, train_and_register, wait_for
 
 pytestmark = pytest.mark.integration
 

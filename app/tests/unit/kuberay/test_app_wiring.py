@@ -14,8 +14,8 @@ import yaml
 from cryptopred import topics
 from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
 from cryptopred.settings import ENV_PREFIX
-from cryptopred.testing.kuberay_checks import parse_tables
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.checks import parse_tables
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     OVERLAYS,
     ROOT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cryptopred.testing.kuberay_render import Obj
+from cryptopred_testsupport.kuberay.render import Obj
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 SECRET_FIELD = re.compile(r"(password|passwd|token|secretkey|accesskey)$", re.IGNORECASE)

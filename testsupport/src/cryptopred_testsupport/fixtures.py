@@ -24,7 +24,7 @@ from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
 from cryptopred.stack.process import free_port
 
-SHARED_DIR = Path(__file__).resolve().parents[4].parent / "shared"
+SHARED_DIR = Path(__file__).resolve().parents[3].parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cryptopred.testing.kuberay_render import NAMESPACE, Obj, containers, of_kind
+from cryptopred_testsupport.kuberay.render import NAMESPACE, Obj, containers, of_kind
 
 Labels = dict[str, str]
 
