@@ -1,4 +1,4 @@
-"""Trades and a pandas reference for the candle builder's tests (tests/unit/test_windows*.py)."""
+"""Trades and a pandas reference for the candle builder tests (ingest/tests/unit/test_windows*)."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_runtime_sources_import_no_test_code() -> None:
 
 
 def test_runtime_members_do_not_depend_on_test_code() -> None:
-    offenders = []
+    offenders: list[str] = []
     for member in runtime_members():
         project = tomllib.loads((member / "pyproject.toml").read_text())["project"]
         requirements = list(project.get("dependencies", []))
