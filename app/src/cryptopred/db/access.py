@@ -27,21 +27,22 @@ def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psy
 
 
 def ddl(table: Table, dialect: str) -> sql.Composed:
-    """`CREATE TABLE IF NOT EXISTS` for one table in one dialect."""
+    """`CREATE TABLE IF NOT EXISTS` for one table in one dialect, one column a line (the
+    layout of the rendered kuberay/base/risingwave/init.sql)."""
     _check_dialect(dialect)
     cols = [
-        sql.SQL("{} {}{}").format(
+        sql.SQL("    {} {}{}").format(
             sql.Identifier(c.name),
             sql.SQL(c.sql_type(dialect)),
             sql.SQL("" if c.nullable else " NOT NULL"),
         )
         for c in table.columns
     ]
-    key = sql.SQL("PRIMARY KEY ({})").format(
+    key = sql.SQL("    PRIMARY KEY ({})").format(
         sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
     )
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-        sql.Identifier(table.name), sql.SQL(", ").join([*cols, key])
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n{}\n)").format(
+        sql.Identifier(table.name), sql.SQL(",\n").join([*cols, key])
     )
 
 
