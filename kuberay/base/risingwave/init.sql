@@ -1,10 +1,10 @@
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
 -- Generated from the table contract (cryptopred.db.schema.TABLES) by `make kuberay-init-sql`;
 -- do not edit: a unit test fails while this file differs from the render.
--- candles, technical_indicators and predictions ingest their Kafka topics directly; a repeated
--- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
--- The stream job's entry point creates the same tables if missing (app_created_tables); if the
--- app created an ingesting table first (without a connector), drop it and re-run this Job.
+-- Plain tables, no Kafka connector: the app is the one writer of every table (see
+-- cryptopred.db.schema.app_written_tables); a repeated primary key overwrites the row (the
+-- default ON CONFLICT OVERWRITE), so replays never duplicate. The stream job's entry point
+-- creates the same tables if missing, so either may run first.
 
 CREATE TABLE IF NOT EXISTS "candles" (
     "pair" VARCHAR NOT NULL,
@@ -20,14 +20,7 @@ CREATE TABLE IF NOT EXISTS "candles" (
     "n_trades" BIGINT NOT NULL,
     "final" BOOLEAN NOT NULL,
     PRIMARY KEY ("pair", "candle_seconds", "window_start_ms")
-)
-WITH (
-    connector = 'kafka',
-    topic = 'candles',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+);
 
 CREATE TABLE IF NOT EXISTS "technical_indicators" (
     "pair" VARCHAR NOT NULL,
@@ -65,14 +58,7 @@ CREATE TABLE IF NOT EXISTS "technical_indicators" (
     "bbands_lower_20" DOUBLE PRECISION,
     "mfi_14" DOUBLE PRECISION,
     PRIMARY KEY ("pair", "candle_seconds", "window_start_ms")
-)
-WITH (
-    connector = 'kafka',
-    topic = 'technical_indicators',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+);
 
 CREATE TABLE IF NOT EXISTS "predictions" (
     "pair" VARCHAR NOT NULL,
@@ -88,14 +74,7 @@ CREATE TABLE IF NOT EXISTS "predictions" (
     "model_version" VARCHAR NOT NULL,
     "created_ms" BIGINT NOT NULL,
     PRIMARY KEY ("pair", "candle_seconds", "horizon_seconds", "window_end_ms", "model_name", "model_version")
-)
-WITH (
-    connector = 'kafka',
-    topic = 'predictions',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+);
 
 CREATE TABLE IF NOT EXISTS "prediction_outcomes" (
     "pair" VARCHAR NOT NULL,

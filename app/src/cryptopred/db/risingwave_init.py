@@ -11,41 +11,27 @@ import sys
 from pathlib import Path
 
 from cryptopred.db.access import ddl
-from cryptopred.db.schema import TABLES, TOPIC_TABLES, Table
+from cryptopred.db.schema import app_written_tables
 
 DIALECT = "risingwave"
 INIT_SQL = Path("kuberay/base/risingwave/init.sql")
-#: the Strimzi bootstrap service of the Kafka cluster `cryptopred` (kuberay/base/kafka)
-KAFKA_BOOTSTRAP = "cryptopred-kafka-bootstrap:9092"
 
 HEADER = """\
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
 -- Generated from the table contract (cryptopred.db.schema.TABLES) by `make kuberay-init-sql`;
 -- do not edit: a unit test fails while this file differs from the render.
--- candles, technical_indicators and predictions ingest their Kafka topics directly; a repeated
--- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
--- The stream job's entry point creates the same tables if missing (app_created_tables); if the
--- app created an ingesting table first (without a connector), drop it and re-run this Job.
+-- Plain tables, no Kafka connector: the app is the one writer of every table (see
+-- cryptopred.db.schema.app_written_tables); a repeated primary key overwrites the row (the
+-- default ON CONFLICT OVERWRITE), so replays never duplicate. The stream job's entry point
+-- creates the same tables if missing, so either may run first.
 """
-
-
-def _statement(table: Table) -> str:
-    text = ddl(table, DIALECT).as_string(None)
-    if table.name not in TOPIC_TABLES:
-        return text
-    options = {
-        "connector": "kafka",
-        "topic": table.name,
-        "properties.bootstrap.server": KAFKA_BOOTSTRAP,
-        "scan.startup.mode": "earliest",
-    }
-    with_clause = ",\n".join(f"    {key} = '{value}'" for key, value in options.items())
-    return f"{text}\nWITH (\n{with_clause}\n)\nFORMAT PLAIN ENCODE JSON"
 
 
 def render_init_sql() -> str:
     """The whole script: the header, then one `CREATE TABLE IF NOT EXISTS` per table."""
-    return HEADER + "".join(f"\n{_statement(t)};\n" for t in TABLES.values())
+    return HEADER + "".join(
+        f"\n{ddl(t, DIALECT).as_string(None)};\n" for t in app_written_tables(DIALECT)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
