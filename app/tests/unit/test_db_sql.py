@@ -2,7 +2,7 @@ import pytest
 
 from cryptopred import tables
 from cryptopred.db.access import add_missing_columns, ddl, upsert_json_statement, upsert_statement
-from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
+from cryptopred.db.schema import TABLES, app_written_tables
 from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
 
 
@@ -64,9 +64,9 @@ def test_an_older_outcomes_table_gets_the_nullable_columns_it_lacks():
     assert add_missing_columns(table, set(table.column_names), "risingwave") == []
 
 
-def test_on_risingwave_the_app_creates_every_table_but_those_that_ingest_topics() -> None:
-    created = {t.name: text(ddl(t, "risingwave")) for t in app_created_tables("risingwave")}
-    assert set(created) == set(TABLES) - set(TOPIC_TABLES)
+def test_the_app_creates_every_table_on_both_dialects() -> None:
+    created = {t.name: text(ddl(t, "risingwave")) for t in app_written_tables("risingwave")}
+    assert set(created) == set(TABLES)
     for internal in (
         tables.STREAM_CHECKPOINTS,
         tables.STREAM_PAIR_STATES,
@@ -74,4 +74,6 @@ def test_on_risingwave_the_app_creates_every_table_but_those_that_ingest_topics(
     ):
         assert created[internal].startswith(f'CREATE TABLE IF NOT EXISTS "{internal}"')
     assert '"state" VARCHAR NOT NULL' in created[tables.STREAM_CHECKPOINTS]
-    assert {t.name for t in app_created_tables("postgres")} == set(TABLES)
+    assert {t.name for t in app_written_tables("postgres")} == set(TABLES)
+    with pytest.raises(ValueError, match="unknown dialect"):
+        app_written_tables("mysql")

@@ -1,13 +1,13 @@
 """DB access: the table contract, idempotent DDL and upserts for postgres and risingwave."""
 
 from cryptopred.db.access import connect, create_schema, fetch_all, upsert
-from cryptopred.db.schema import TABLES, TOPIC_TABLES, Table, app_created_tables
+from cryptopred.db.schema import DIALECTS, TABLES, Table, app_written_tables
 
 __all__ = [
+    "DIALECTS",
     "TABLES",
-    "TOPIC_TABLES",
     "Table",
-    "app_created_tables",
+    "app_written_tables",
     "connect",
     "create_schema",
     "fetch_all",

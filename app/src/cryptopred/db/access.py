@@ -11,14 +11,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from cryptopred.db.schema import TABLES, Table
-
-DIALECTS = ("postgres", "risingwave")
-
-
-def _check_dialect(dialect: str) -> None:
-    if dialect not in DIALECTS:
-        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+from cryptopred.db.schema import TABLES, Table, app_written_tables, check_dialect
 
 
 def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psycopg.Connection:
@@ -27,31 +20,32 @@ def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psy
 
 
 def ddl(table: Table, dialect: str) -> sql.Composed:
-    """`CREATE TABLE IF NOT EXISTS` for one table in one dialect."""
-    _check_dialect(dialect)
+    """`CREATE TABLE IF NOT EXISTS` for one table in one dialect, one column a line (the
+    layout of the rendered kuberay/base/risingwave/init.sql)."""
+    check_dialect(dialect)
     cols = [
-        sql.SQL("{} {}{}").format(
+        sql.SQL("    {} {}{}").format(
             sql.Identifier(c.name),
             sql.SQL(c.sql_type(dialect)),
             sql.SQL("" if c.nullable else " NOT NULL"),
         )
         for c in table.columns
     ]
-    key = sql.SQL("PRIMARY KEY ({})").format(
+    key = sql.SQL("    PRIMARY KEY ({})").format(
         sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
     )
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-        sql.Identifier(table.name), sql.SQL(", ").join([*cols, key])
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} (\n{}\n)").format(
+        sql.Identifier(table.name), sql.SQL(",\n").join([*cols, key])
     )
 
 
 def create_schema(
     conn: psycopg.Connection, dialect: str, only: Iterable[Table] | None = None
 ) -> None:
-    """Create every table of the contract (or those of `only`) and add the nullable columns a
-    table created by an older contract lacks; running it again changes nothing."""
+    """Create every table the app writes on `dialect` (or those of `only`) and add the nullable
+    columns a table created by an older contract lacks; running it again changes nothing."""
     with conn.cursor() as cur:
-        for table in TABLES.values() if only is None else only:
+        for table in app_written_tables(dialect) if only is None else only:
             cur.execute(ddl(table, dialect))
             for statement in add_missing_columns(table, _existing_columns(cur, table), dialect):
                 cur.execute(statement)
@@ -72,7 +66,7 @@ def add_missing_columns(table: Table, existing: set[str], dialect: str) -> list[
     """`ALTER TABLE ... ADD COLUMN` for each nullable column of `table` not in `existing`
     (a NOT NULL column cannot be added to rows that lack it; the contract only adds
     nullable ones). Both dialects accept the statement; RisingWave has no `IF NOT EXISTS`."""
-    _check_dialect(dialect)
+    check_dialect(dialect)
     return [
         sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
             sql.Identifier(table.name), sql.Identifier(c.name), sql.SQL(c.sql_type(dialect))
@@ -84,7 +78,7 @@ def add_missing_columns(table: Table, existing: set[str], dialect: str) -> list[
 
 def upsert_statement(table: Table, dialect: str) -> sql.Composed:
     """The insert-or-overwrite statement for one row of `table`."""
-    _check_dialect(dialect)
+    check_dialect(dialect)
     names = table.column_names
     insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         sql.Identifier(table.name),
@@ -159,10 +153,13 @@ def upsert(
     *,
     commit: bool = True,
 ) -> int:
-    """Write rows so that a repeated key overwrites; return how many were sent."""
+    """Write rows so that a repeated key overwrites; return how many were sent. A table the app
+    does not write on `dialect` (see `app_written_tables`) is refused."""
+    if table_name not in _app_written_names(dialect):
+        raise ValueError(f"the app does not write {table_name} on {dialect}")
+    table = TABLES[table_name]
     if not rows:
         return 0
-    table = TABLES[table_name]
     structs = all(isinstance(r, msgspec.Struct) for r in rows)
     if dialect == "postgres":
         rows = _last_per_key(table, rows, structs)
@@ -179,6 +176,11 @@ def upsert(
     if commit and not conn.autocommit:
         conn.commit()
     return len(rows)
+
+
+@cache
+def _app_written_names(dialect: str) -> frozenset[str]:
+    return frozenset(t.name for t in app_written_tables(dialect))
 
 
 @cache

@@ -84,14 +84,20 @@ TABLES: dict[str, Table] = {
     ),
 }
 
-# On RisingWave these tables ingest their Kafka topic: kuberay/base/risingwave/init.sql creates
-# them with a Kafka connector, and a plain table of the same name created first would keep the
-# connector out.
-TOPIC_TABLES: tuple[str, ...] = (tables.CANDLES, tables.TECHNICAL_INDICATORS, tables.PREDICTIONS)
+DIALECTS = ("postgres", "risingwave")
 
 
-def app_created_tables(dialect: str) -> tuple[Table, ...]:
-    """The tables a cluster job creates itself: every table of the contract on PostgreSQL, every
-    one but TOPIC_TABLES on RisingWave."""
-    skip = TOPIC_TABLES if dialect == "risingwave" else ()
-    return tuple(t for name, t in TABLES.items() if name not in skip)
+def check_dialect(dialect: str) -> None:
+    """Raise ValueError for a dialect other than those of DIALECTS."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+
+
+def app_written_tables(dialect: str) -> tuple[Table, ...]:
+    """The tables whose rows the app writes (`cryptopred.db.upsert`) and creates if missing:
+    every table of the contract, on both dialects. No table ingests a Kafka topic by itself (no
+    RisingWave connector), so each has one writer: the stages read back what they wrote (the
+    indicator stage its history, the publisher its predictions) before committing offsets,
+    which a connector applying the topic later could not promise."""
+    check_dialect(dialect)
+    return tuple(TABLES.values())

@@ -23,6 +23,7 @@ MAKE_TARGETS = (
     "kind-load",
     "secrets",
     "serve-config",
+    "kuberay-init-sql",
     "pin-images",
 )
 
