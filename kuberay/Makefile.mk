@@ -54,7 +54,7 @@ KR_IMAGE_REWRITE = sed -E 's\#image: cryptopred-(ray|mlflow):[A-Za-z0-9._-]+\#im
 
 .PHONY: cluster-up kind-create cluster-down undeploy operators secrets deploy port-forward ray-dashboard \
 	submit-stream submit-train build-image kind-load push-image serve-config kuberay-init-sql \
-	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images
+	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images cluster-rehearsal
 
 cluster-up: kind-create operators ## Kind cluster (kuberay/kind-config.yaml), KubeRay and Strimzi operators
 
@@ -189,3 +189,8 @@ serve-config: ## Regenerate the RayService's serveConfigV2 from serving/serve_co
 
 kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred.db)
 	$(RUN) python -m cryptopred.db.risingwave_init --write $(RW_INIT_SQL)
+
+# Extra flags of `make cluster-rehearsal`, e.g. --set CRYPTOPRED_TRAIN_WORKERS=1 --keep
+REHEARSAL_ARGS ?=
+cluster-rehearsal: ## Run the rendered overlay ENV=dev|prod on this machine without Kubernetes, checked
+	$(RUN) cryptopred cluster-rehearsal --env $(ENV) $(REHEARSAL_ARGS)

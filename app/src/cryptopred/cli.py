@@ -130,6 +130,12 @@ def _register_demo() -> None:
     app.command()(demo)
 
 
+def _register_rehearsal() -> None:
+    from cryptopred.rehearsal.cli import cluster_rehearsal
+
+    app.command(name="cluster-rehearsal")(cluster_rehearsal)
+
+
 def _register_components() -> None:
     for name, module_name in COMPONENT_CLIS:
         try:
@@ -146,6 +152,7 @@ def main() -> None:
     keep_workers_in_this_env()  # likewise
     _register_components()
     _register_demo()
+    _register_rehearsal()
     app(prog_name="cryptopred")
 
 

@@ -1,0 +1,1 @@
+"""The cluster rehearsal: what the KubeRay manifests describe, started on this machine."""

@@ -1,0 +1,75 @@
+"""The cluster rehearsal at reduced size: the dev overlay's Ray pods as `ray start` processes in
+memory cgroups, the embedded stand-ins on an empty DB, the manifests' jobs submitted as written
+(backfill from a fake Kraken), Serve deployed from serveConfigV2; every check must pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from cryptopred_testsupport.fake_kraken import FakeKraken
+
+from cryptopred.rehearsal.manifest import read_plan
+from cryptopred.rehearsal.run import Options, generated_secrets, render_overlay, run
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+PAIRS = ["BTC/USD", "ETH/USD"]
+TAPE_HOURS = 11  # ~660 one-minute candles per pair: enough for a training run's 500 rows
+STEP_MS = 30_000
+
+#: the reduced size, added to every pod's env: one Train worker, few epochs, no REST pacing
+REDUCED = {
+    "CRYPTOPRED_TRAIN_WORKERS": "1",
+    "CRYPTOPRED_TRAIN_WINDOW_STEPS": "24",
+    "CRYPTOPRED_TRAIN_BATCH_SIZE": "64",
+    "CRYPTOPRED_TRAIN_MAX_EPOCHS": "3",
+    "CRYPTOPRED_TRAIN_WALK_FORWARD_FOLDS": "1",
+    "CRYPTOPRED_TRAIN_WALK_FORWARD_MAX_EPOCHS": "0",
+    "CRYPTOPRED_TRAIN_CPUS_PER_WORKER": "1",
+    "CRYPTOPRED_REST_MIN_INTERVAL_S": "0",
+    "CRYPTOPRED_ACTOR_NUM_CPUS": "0.1",
+}
+
+
+@pytest.fixture
+def kraken():
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (make system-deps): the overlay cannot be rendered")
+    tape_size = TAPE_HOURS * 3600 * 1000 // STEP_MS
+    fake = FakeKraken(
+        PAIRS,
+        tape_size=tape_size,
+        base_ts_ns=time.time_ns() - TAPE_HOURS * 3600 * 1_000_000_000,
+        step_ms=STEP_MS,
+        segments=[(0, 0, "idle")],
+        rest_by_time=True,
+        page_size=1000,
+        rate_limit_every=0,
+    ).start()
+    yield fake
+    fake.stop()
+
+
+def test_dev_overlay_rehearsal(kraken, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CRYPTOPRED_KRAKEN_REST_URL", kraken.rest_url)
+    monkeypatch.setenv("CRYPTOPRED_KRAKEN_WS_URL", kraken.ws_url)
+    docs = render_overlay("dev", ROOT)
+    plan = read_plan(docs, generated_secrets(docs))
+    lines: list[str] = []
+    options = Options("dev", tmp_path / "rehearsal", REDUCED, job_timeout_s=420, serve_timeout_s=240)
+    outcome = run(options, docs, say=lines.append)
+    print("\n".join(lines))
+    failed = [c for c in outcome.checks if not c.ok]
+    assert not failed, "\n".join(f"{c.name}: {c.detail}" for c in failed)
+    # one row per Ray pod of the overlay, each measured
+    pods = [p.name for c in plan.clusters for p in c.pods]
+    assert [u.pod for u in outcome.usage] == pods
+    assert all(u.peak_pss_bytes > 0 and u.cpu_s > 0 for u in outcome.usage)
+    assert kraken.rest_calls > 0  # the backfill read the exchange the settings name
+    enforced = os.access("/sys/fs/cgroup/memory", os.W_OK)
+    assert all(u.enforced == enforced for u in outcome.usage)

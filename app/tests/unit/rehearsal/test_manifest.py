@@ -1,0 +1,139 @@
+"""The rehearsal's reading of the manifests: pods, env, limits, jobs, `ray start` flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryptopred.rehearsal.manifest import (
+    ManifestError,
+    ServiceMap,
+    container_env,
+    cpu_cores,
+    memory_bytes,
+    ray_start_argv,
+    read_plan,
+    rewrite_mounts,
+    secret_names,
+)
+from cryptopred_testsupport.kuberay.render import render
+
+SECRETS = {
+    "mlflow-auth": {"username": "admin", "password": "pw"},
+    "redis": {"password": "r"},
+}
+
+
+def test_quantities() -> None:
+    assert cpu_cores("500m") == 0.5
+    assert cpu_cores("2") == 2.0
+    assert memory_bytes("1664Mi") == 1664 * 1024**2
+    assert memory_bytes("1.5Gi") == int(1.5 * 1024**3)
+    assert memory_bytes("512M") == 512_000_000
+    assert memory_bytes(4096) == 4096
+
+
+def test_env_order_and_refs() -> None:
+    config_maps = {"env": {"data": {"A": "1", "B": "2"}}}
+    container = {
+        "envFrom": [
+            {"configMapRef": {"name": "env"}},
+            {"secretRef": {"name": "s"}, "prefix": "S_"},
+        ],
+        "env": [
+            {"name": "B", "value": "override"},
+            {"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "env", "key": "A"}}},
+        ],
+    }
+    env = container_env(container, config_maps, {"s": {"pw": "x"}})
+    assert env == {"A": "1", "B": "override", "S_pw": "x", "P": "x", "C": "1"}
+
+
+def test_missing_secret_is_named() -> None:
+    container = {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    with pytest.raises(ManifestError, match="Secret s"):
+        container_env(container, {}, {})
+
+
+def test_service_map_replaces_whole_host_ports_only() -> None:
+    services = ServiceMap(
+        hosts={"mlflow:5000": "127.0.0.1:15000", "cryptopred-head-svc:8265": "127.0.0.1:18265"},
+        values={"DB": "postgresql://local/db"},
+    )
+    env = {
+        "URI": "http://mlflow:5000",
+        "OTHER": "http://not-mlflow:5000",
+        "DASH": "http://cryptopred-head-svc:8265",
+        "DB": "postgresql://root@risingwave:4566/dev",
+    }
+    assert services.apply(env) == {
+        "URI": "http://127.0.0.1:15000",
+        "OTHER": "http://not-mlflow:5000",
+        "DASH": "http://127.0.0.1:18265",
+        "DB": "postgresql://local/db",
+    }
+
+
+def test_rewrite_mounts() -> None:
+    mounts = {"/opt/cryptopred": "/tmp/x/opt"}
+    assert rewrite_mounts("bash /opt/cryptopred/retrain.sh", mounts) == "bash /tmp/x/opt/retrain.sh"
+    assert rewrite_mounts("bash /opt/cryptopredX/a.sh", mounts) == "bash /opt/cryptopredX/a.sh"
+
+
+def test_dev_plan() -> None:
+    plan = read_plan(render("dev"), SECRETS)
+    assert [c.name for c in plan.clusters] == ["cryptopred", "cryptopred-serve"]
+    pipeline = plan.cluster("cryptopred")
+    assert [p.name for p in pipeline.pods] == ["cryptopred-head"]
+    head = pipeline.head
+    assert head.memory_limit_bytes == 1664 * 1024**2 and head.cpu_limit == 1.0
+    assert head.num_cpus == "4"  # rayStartParams win over the CPU limit
+    assert head.env["CRYPTOPRED_DATABASE_URL"] == "postgresql://root@risingwave:4566/dev"
+    assert head.env["MLFLOW_TRACKING_PASSWORD"] == "pw"
+    assert "retrain.sh" in head.config_files["/opt/cryptopred"]
+    serve = plan.cluster("cryptopred-serve")
+    assert serve.serve_config is not None
+    assert (
+        serve.serve_config["applications"][0]["import_path"] == "cryptopred_serving.app:build_app"
+    )
+    assert serve.head.env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    jobs = [(j.name, j.kind, j.wait) for j in plan.jobs]
+    assert jobs == [
+        ("stream", "RayJob", False),
+        ("backfill", "RayJob", True),
+        ("retrain", "RayCronJob", True),
+    ]
+    assert plan.jobs[0].entrypoint == "python -m cryptopred_ingest.stream.job"
+    assert {j.cluster for j in plan.jobs} == {"cryptopred"}
+
+
+def test_prod_plan_has_one_pod_per_worker_replica() -> None:
+    plan = read_plan(render("prod"), SECRETS)
+    serve = plan.cluster("cryptopred-serve")
+    assert [p.name for p in serve.pods] == [
+        "cryptopred-serve-head",
+        "cryptopred-serve-worker-serve-0",
+    ]
+    worker = serve.pods[1]
+    assert not worker.head and worker.num_cpus == "2"
+    assert worker.memory_limit_bytes == 2304 * 1024**2
+    assert serve.head.num_cpus == "0"
+    assert plan.cluster("cryptopred").head.memory_limit_bytes == 2560 * 1024**2
+
+
+def test_secret_names_of_ray_pods() -> None:
+    assert secret_names(render("prod")) == {"mlflow-auth", "redis"}
+
+
+def test_ray_start_argv() -> None:
+    plan = read_plan(render("prod"), SECRETS)
+    head, worker = plan.cluster("cryptopred-serve").pods
+    head_argv = ray_start_argv(head, {"port": 16379, "dashboard-port": 18265}, None)
+    assert head_argv[:4] == ["start", "--block", "--disable-usage-stats", "--head"]
+    assert "--num-cpus=0" in head_argv and "--dashboard-host=127.0.0.1" in head_argv
+    assert f"--memory={1536 * 1024**2}" in head_argv and "--port=16379" in head_argv
+    worker_argv = ray_start_argv(worker, {}, "127.0.0.1:16379")
+    assert "--head" not in worker_argv and "--address=127.0.0.1:16379" in worker_argv
+    assert "--num-cpus=2" in worker_argv and f"--memory={2304 * 1024**2}" in worker_argv
+    with pytest.raises(ManifestError):
+        ray_start_argv(worker, {}, None)
