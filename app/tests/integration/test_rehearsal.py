@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptopred_testsupport.fake_kraken import FakeKraken
 
 from cryptopred.rehearsal.manifest import read_plan
 from cryptopred.rehearsal.run import Options, generated_secrets, render_overlay, run
+from cryptopred_testsupport.fake_kraken import FakeKraken
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 PAIRS = ["BTC/USD", "ETH/USD"]
-TAPE_HOURS = 11  # ~660 one-minute candles per pair: enough for a training run's 500 rows
+TAPE_HOURS = 23  # ~1380 one-minute candles per pair: the 60-candle indicators' warm-up < 5 %
 STEP_MS = 30_000
 
 #: the reduced size, added to every pod's env: one Train worker, few epochs, no REST pacing
@@ -34,10 +36,23 @@ REDUCED = {
     "CRYPTOPRED_REST_MIN_INTERVAL_S": "0",
     "CRYPTOPRED_ACTOR_NUM_CPUS": "0.1",
 }
+#: The dev overlay's heads are smaller than what they hold (the rehearsal's finding, see
+#: kuberay/README.md: the Serve head is OOM-killed as Serve starts); these limits, still
+#: enforced, let the rest of the path run and be measured.
+MEMORY_LIMITS = {"cryptopred-head": 5 * 1024**3, "cryptopred-serve-head": 3 * 1024**3}
 
 
 @pytest.fixture
-def kraken():
+def workdir() -> Iterator[Path]:
+    """Outside pytest's temp root: pytest sessions started meanwhile reset that root to mode
+    0700, which PostgreSQL's own user (the stand-in runs it as one) then cannot traverse."""
+    path = Path(tempfile.mkdtemp(prefix="cryptopred-rehearsal-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def kraken() -> Iterator[FakeKraken]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed (make system-deps): the overlay cannot be rendered")
     tape_size = TAPE_HOURS * 3600 * 1000 // STEP_MS
@@ -55,15 +70,27 @@ def kraken():
     fake.stop()
 
 
-def test_dev_overlay_rehearsal(kraken, tmp_path, monkeypatch) -> None:
+@pytest.mark.timeout(900)
+def test_dev_overlay_rehearsal(
+    kraken: FakeKraken, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRYPTOPRED_KRAKEN_REST_URL", kraken.rest_url)
     monkeypatch.setenv("CRYPTOPRED_KRAKEN_WS_URL", kraken.ws_url)
     docs = render_overlay("dev", ROOT)
     plan = read_plan(docs, generated_secrets(docs))
-    lines: list[str] = []
-    options = Options("dev", tmp_path / "rehearsal", REDUCED, job_timeout_s=420, serve_timeout_s=240)
-    outcome = run(options, docs, say=lines.append)
-    print("\n".join(lines))
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    options = Options(
+        "dev",
+        workdir / "rehearsal",
+        REDUCED,
+        job_timeout_s=420,
+        serve_timeout_s=240,
+        memory_limits=MEMORY_LIMITS,
+    )
+    outcome = run(options, docs, say=say)
     failed = [c for c in outcome.checks if not c.ok]
     assert not failed, "\n".join(f"{c.name}: {c.detail}" for c in failed)
     # one row per Ray pod of the overlay, each measured
@@ -73,3 +100,4 @@ def test_dev_overlay_rehearsal(kraken, tmp_path, monkeypatch) -> None:
     assert kraken.rest_calls > 0  # the backfill read the exchange the settings name
     enforced = os.access("/sys/fs/cgroup/memory", os.W_OK)
     assert all(u.enforced == enforced for u in outcome.usage)
+    assert all(u.overridden for u in outcome.usage)

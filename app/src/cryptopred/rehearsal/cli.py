@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cryptopred.rehearsal.manifest import memory_bytes
 from cryptopred.rehearsal.run import Options, render_overlay, run
 
 
@@ -16,7 +17,7 @@ def _pairs(values: list[str]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"--set wants KEY=VALUE, got {item!r}")
+            raise typer.BadParameter(f"wanted KEY=VALUE, got {item!r}")
         out[key] = value
     return out
 
@@ -32,6 +33,10 @@ def cluster_rehearsal(
     ] = None,
     job_timeout_s: Annotated[float, typer.Option(help="longest wait for one job")] = 1800.0,
     keep: Annotated[bool, typer.Option(help="keep the stand-ins' data afterwards")] = False,
+    memory_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="POD=QUANTITY: a pod's memory limit instead of the manifest's"),
+    ] = None,
 ) -> None:
     """Start what the rendered KubeRay overlay describes on this machine, without Kubernetes:
     one `ray start` per Ray pod (its own memory cgroup), the data services as embedded
@@ -42,8 +47,14 @@ def cluster_rehearsal(
     if overlay not in ("dev", "prod"):
         raise typer.BadParameter("--env must be dev or prod")
     folder = workdir or Path(".data") / "rehearsal" / f"{overlay}-{time.strftime('%Y%m%d-%H%M%S')}"
+    limits = {pod: memory_bytes(size) for pod, size in _pairs(memory_limit or []).items()}
     options = Options(
-        overlay, folder.absolute(), _pairs(set_env or []), job_timeout_s=job_timeout_s, keep=keep
+        overlay,
+        folder.absolute(),
+        _pairs(set_env or []),
+        job_timeout_s=job_timeout_s,
+        keep=keep,
+        memory_limits=limits,
     )
     outcome = run(
         options, render_overlay(overlay, root.absolute()), say=lambda s: print(s, flush=True)

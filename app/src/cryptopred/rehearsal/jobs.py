@@ -109,7 +109,7 @@ def deploy_serve(dashboard: str, token: str, config: Obj) -> None:
     with _client(token) as client:
         answer = client.put(f"{dashboard}/api/serve/applications/", json=config, timeout=120)
         if not answer.is_success:
-            raise RuntimeError(f"Serve deploy answered {answer.status_code}: {answer.text[:500]}")
+            raise RuntimeError(f"Serve deploy answered {answer.status_code}: {answer.text[-3000:]}")
 
 
 def serve_status(dashboard: str, token: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ class Usage:
     restarts: int = 0
     oom_kills: int = 0
     cgroup_peak_bytes: int | None = None
+    overridden: bool = False  # the limit is not the manifest's
     _cpu_s_by_process: dict[tuple[int, float], float] = field(default_factory=dict)
 
     @property
@@ -66,6 +67,8 @@ def format_table(rows: list[Usage]) -> str:
         share = row.peak_pss_bytes / row.limit_bytes
         cgroup = "-" if row.cgroup_peak_bytes is None else f"{row.cgroup_peak_bytes / MIB:.0f}"
         enforced = "enforced" if row.enforced else "NOT enforced"
+        if row.overridden:
+            enforced += ", limit overridden"
         if row.oom_kills:
             enforced += f", {row.oom_kills} OOM kill(s)"
         lines.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import secrets
@@ -35,7 +36,7 @@ from cryptopred.rehearsal.jobs import (
 )
 from cryptopred.rehearsal.manifest import Cluster, Obj, Plan, ServiceMap, read_plan, secret_names
 from cryptopred.rehearsal.nodes import RAY_BIN, PodProcess, pod_process
-from cryptopred.rehearsal.report import Usage, format_table
+from cryptopred.rehearsal.report import MIB, Usage, format_table
 from cryptopred.settings import Settings
 from cryptopred.stack.part import Part
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
@@ -56,6 +57,8 @@ class Options:
     serve_timeout_s: float = 600.0
     sample_every_s: float = 2.0
     keep: bool = False
+    #: pod name -> memory limit in bytes instead of the manifest's (a what-if; the table says so)
+    memory_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,7 +178,16 @@ class Rehearsal:
         for cluster in plan.clusters:
             for pod in cluster.pods:
                 workdir = self.options.workdir / "pods" / pod.name
-                self.pods.append(pod_process(pod, {}, None, workdir, self.cgroup_prefix))
+                limit = self.options.memory_limits.get(pod.name)
+                if limit is not None:
+                    self.say(
+                        f"pod {pod.name}: memory limit {limit / MIB:.0f} MiB instead of the "
+                        f"manifest's {pod.memory_limit_bytes / MIB:.0f} MiB"
+                    )
+                    pod = dataclasses.replace(pod, memory_limit_bytes=limit)
+                process = pod_process(pod, {}, None, workdir, self.cgroup_prefix)
+                process.usage.overridden = limit is not None
+                self.pods.append(process)
 
     def pod_env(self, process: PodProcess, services: ServiceMap) -> dict[str, str]:
         env = self.base_env() | services.apply(process.pod.env)
@@ -309,7 +321,10 @@ def run(options: Options, docs: list[Obj], say: Say = print) -> Outcome:
             if job.wait:
                 status = wait_job(done, dashboard, r.token, options.job_timeout_s)
                 say(f"{job.kind} {job.name}: {status} after {done.duration_s:.0f} s")
-                checks.save_job_logs(done, dashboard, r.token, options.workdir / "jobs")
+                log_path = checks.save_job_logs(done, dashboard, r.token, options.workdir / "jobs")
+                if status != "SUCCEEDED":
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                    say("\n".join([f"{job.name} log ({log_path}), last lines:", *tail]))
             else:
                 checks.wait_running(done, dashboard, r.token, 300)
                 say(f"{job.kind} {job.name}: {done.status} (left running)")
@@ -323,7 +338,13 @@ def run(options: Options, docs: list[Obj], say: Say = print) -> Outcome:
                 continue
             port = free_port()
             dashboard = r.dashboard(cluster.name)
-            deploy_serve(dashboard, r.token, local_serve_config(cluster.serve_config, port))
+            try:
+                deploy_serve(dashboard, r.token, local_serve_config(cluster.serve_config, port))
+            except (RuntimeError, httpx.HTTPError) as exc:
+                lines = str(exc).splitlines()
+                found.append(checks.Check(f"RayService {cluster.name} deploy", False, lines[-1]))
+                say("\n".join(lines[-20:]))
+                continue
             say(f"RayService {cluster.name}: serveConfigV2 deployed; Serve on :{port}")
             found += checks.serve_checks(
                 f"http://127.0.0.1:{port}",
