@@ -137,3 +137,16 @@ def test_ray_start_argv() -> None:
     assert "--num-cpus=2" in worker_argv and f"--memory={2304 * 1024**2}" in worker_argv
     with pytest.raises(ManifestError):
         ray_start_argv(worker, {}, None)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_serve_config_args_build_the_serve_settings(overlay: str) -> None:
+    """`build_app` makes ServeSettings from each application's args; the rehearsal found
+    `candle_seconds: 60` (not a list) failing there with DEPLOY_FAILED."""
+    from cryptopred_serving.settings import ServeSettings
+
+    config = read_plan(render(overlay), SECRETS).cluster("cryptopred-serve").serve_config
+    assert config is not None
+    for application in config["applications"]:
+        settings = ServeSettings(**application.get("args", {}))
+        assert settings.candle_seconds == [60]
