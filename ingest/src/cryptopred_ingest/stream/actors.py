@@ -14,6 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptopred.metric_names import (
+    STREAM_COUNTERS,
+    STREAM_LAG,
+    STREAM_LAST_EVENT_MS,
+    STREAM_RESTARTS,
+    create_metric,
+)
 from cryptopred.pipeline.runner import RunnerStats, StageRunner
 from cryptopred.pipeline.writer import DbWriter
 from cryptopred.raycluster import prepare_ray_auth
@@ -131,30 +138,13 @@ class _StageMetrics:
     """Counters and gauges through ray.util.metrics (scraped by Prometheus in the cluster)."""
 
     def __init__(self, stage: str) -> None:
-        from ray.util import metrics
-
         tags = {"stage": stage}
         self.counters = {
-            name: metrics.Counter(f"cryptopred_stream_{name}_total", desc, ("stage",))
-            for name, desc in (
-                ("consumed", "records consumed by a stage"),
-                ("produced", "records produced by a stage"),
-                ("dead", "records a stage sent to the dlq"),
-                ("rows", "rows a stage wrote to the DB"),
-            )
+            key: create_metric(metric, tags) for key, metric in STREAM_COUNTERS.items()
         }
-        for counter in self.counters.values():
-            counter.set_default_tags(tags)
-        self.restarts = metrics.Counter(
-            "cryptopred_stream_restarts_total", "restarts of a stage actor", ("stage",)
-        )
-        self.restarts.set_default_tags(tags)
-        self.lag = metrics.Gauge("cryptopred_stream_lag", "records behind, per stage", ("stage",))
-        self.lag.set_default_tags(tags)
-        self.event = metrics.Gauge(
-            "cryptopred_stream_last_event_ms", "event time of the latest input", ("stage",)
-        )
-        self.event.set_default_tags(tags)
+        self.restarts = create_metric(STREAM_RESTARTS, tags)
+        self.lag = create_metric(STREAM_LAG, tags)
+        self.event = create_metric(STREAM_LAST_EVENT_MS, tags)
         self.reported = dict.fromkeys(self.counters, 0)
 
     def report(self, stats: dict[str, Any]) -> None:
