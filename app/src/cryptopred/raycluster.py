@@ -1,4 +1,5 @@
-"""Joining an existing Ray cluster by address, and the environment of a Ray started here."""
+"""Joining a Ray cluster (`connect_ray`, the one way every entry point does), and the
+environment of a Ray started here."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import ipaddress
 import os
 import shlex
 import shutil
-from collections.abc import Iterator
+import socket
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -53,6 +57,90 @@ def prepare_ray_auth(settings: Settings | None) -> None:
             os.environ.setdefault(name, value)
     elif (Path.home() / ".ray" / "auth_token").exists():
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+# Set in a process that Ray started or that runs as a Ray job's entry point.
+RAY_JOB_ENVIRONMENT = ("RAY_ADDRESS", "RAY_JOB_ID")
+
+
+class NoRayClusterError(ConnectionError):
+    """No Ray cluster answers and the caller does not start a local one."""
+
+
+def gcs_answers(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def choose_ray_address(
+    settings: Settings, environ: Mapping[str, str], answers: Callable[[str], bool]
+) -> str | None:
+    """The address this process joins Ray at, the same rule for every entry point:
+
+    1. an explicit address, the settings' `ray_address` ("host:port", "ray://...", "auto"),
+       used as given;
+    2. else, in a process Ray started (a job's entry point or a worker, `RAY_JOB_ENVIRONMENT`
+       set), "auto": the cluster that started it;
+    3. else the embedded head (`bind_host:ray_port`) when `answers` says it accepts
+       connections;
+    4. else None: no cluster, the caller starts a local Ray or stops.
+    """
+    if settings.ray_address is not None:
+        return settings.ray_address
+    if any(environ.get(name) for name in RAY_JOB_ENVIRONMENT):
+        return "auto"
+    head = settings.ray_gcs_address
+    return head if answers(head) else None
+
+
+def connect_ray(
+    settings: Settings,
+    *,
+    log_to_driver: bool,
+    start_local: bool = False,
+    namespace: str | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Any:
+    """Join Ray at the address `choose_ray_address` picks and return the `ray` module; a
+    process already connected stays as it is.
+
+    With no cluster to join: a local Ray in this process when `start_local`, else
+    `NoRayClusterError`. Authentication is set up first (`prepare_ray_auth`, before `ray` is
+    imported here); Ray leaves the process's logging configuration alone; `log_to_driver`
+    says whether the workers' output is printed by this process.
+    """
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
+        return loaded
+    address = choose_ray_address(settings, os.environ, gcs_answers)
+    if address is None and not start_local:
+        raise NoRayClusterError(
+            f"no Ray cluster answers at {settings.ray_gcs_address}; start the stack with "
+            "`cryptopred up`"
+        )
+    prepare_ray_auth(settings)
+    import ray
+
+    flags: dict[str, Any] = {
+        "namespace": namespace,
+        "log_to_driver": log_to_driver,
+        "configure_logging": False,
+        "ignore_reinit_error": True,
+    }
+    if address is None:
+        if say is not None:
+            say(f"no Ray cluster answers at {settings.ray_gcs_address}; starting a local Ray")
+        ray.init(address="local", include_dashboard=False, **flags)
+    else:
+        if say is not None:
+            say(f"connecting to the Ray cluster at {address}")
+        ray.init(address=address, **flags)
+    return ray
 
 
 def secure_local_ray(data_dir: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The environment a Ray started here gets for Serve's HTTP ingress."""
+"""Where a process joins Ray (decided without starting it), and the environment a Ray
+started here gets for Serve's HTTP ingress."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from pathlib import Path
 import pytest
 
 from cryptopred.raycluster import (
+    RAY_JOB_ENVIRONMENT,
+    NoRayClusterError,
+    choose_ray_address,
+    connect_ray,
+    gcs_answers,
     keep_workers_in_this_env,
     serve_ingress_env,
     serve_ingress_environ,
     serve_run_dir,
     stop_haproxy,
 )
-from cryptopred.settings import SettingsError, load_settings
+from cryptopred.settings import Settings, SettingsError, load_settings
 from cryptopred.stack.process import ephemeral_port_range, free_listen_port, port_in_use
 from cryptopred.testing.haproxy import start_haproxy
 
@@ -124,3 +130,60 @@ def test_workers_stay_in_this_env_unless_told_otherwise(monkeypatch: pytest.Monk
     monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "1")
     keep_workers_in_this_env()
     assert os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("ray_address", "environ", "answers", "expected"),
+    [
+        ("10.0.0.5:6379", {"RAY_ADDRESS": "10.0.0.1:6379"}, True, "10.0.0.5:6379"),
+        ("ray://head:10001", {}, False, "ray://head:10001"),
+        ("auto", {}, False, "auto"),
+        (None, {"RAY_ADDRESS": "10.0.0.1:6379"}, False, "auto"),
+        (None, {"RAY_JOB_ID": "02000000"}, False, "auto"),
+        (None, {"RAY_ADDRESS": ""}, True, "127.0.0.1:6399"),
+        (None, {}, True, "127.0.0.1:6399"),
+        (None, {}, False, None),
+    ],
+    ids=[
+        "explicit-wins",
+        "client",
+        "auto",
+        "ray-address",
+        "job",
+        "empty-env",
+        "embedded",
+        "local",
+    ],
+)
+def test_the_address_rule(
+    ray_address: str | None, environ: dict[str, str], answers: bool, expected: str | None
+) -> None:
+    settings = Settings(ray_address=ray_address, ray_port=6399)
+    probed: list[str] = []
+
+    def probe(address: str) -> bool:
+        probed.append(address)
+        return answers
+
+    assert choose_ray_address(settings, environ, probe) == expected
+    asks_the_head = ray_address is None and not any(environ.values())
+    assert probed == (["127.0.0.1:6399"] if asks_the_head else [])
+
+
+def test_the_probe_tells_a_listener_from_a_closed_port() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        assert gcs_answers(address)
+    assert not gcs_answers(address)
+    assert not gcs_answers("no-port")
+
+
+def test_connect_ray_refuses_when_no_cluster_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in RAY_JOB_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(ray_address=None, ray_port=free_listen_port())
+    refusal = r"no Ray cluster answers at 127\.0\.0\.1:\d+; start the stack"
+    with pytest.raises(NoRayClusterError, match=refusal):
+        connect_ray(settings, log_to_driver=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -14,7 +12,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from cryptopred.raycluster import prepare_ray_auth
+from cryptopred.raycluster import connect_ray
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
@@ -65,43 +63,6 @@ class TrainReport:
     fit_seconds: float
     total_seconds: float
     tune: TuneOutcome | None = None  # the search, when --trials > 1
-
-
-def gcs_answers(address: str, timeout_s: float = 1.0) -> bool:
-    """Whether something accepts TCP connections at host:port."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
-def choose_ray_address(
-    settings: TrainSettings, environ: dict[str, str], answers: Callable[[str], bool]
-) -> str | None:
-    """ "auto" inside a Ray job, the configured/embedded head if it answers, else None (local)."""
-    if environ.get("RAY_ADDRESS") or environ.get("RAY_JOB_ID"):
-        return "auto"
-    address = settings.ray_gcs_address
-    if address.startswith("ray://") or address == "auto":
-        return address
-    return address if answers(address) else None
-
-
-def connect_ray(settings: TrainSettings, say: Say) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    prepare_ray_auth(settings)
-    address = choose_ray_address(settings, dict(os.environ), gcs_answers)
-    if address is None:
-        say(f"no Ray cluster answers at {settings.ray_gcs_address}; starting a local Ray")
-        ray.init(address="local", include_dashboard=False, configure_logging=False)
-    else:
-        say(f"connecting to the Ray cluster at {address}")
-        ray.init(address=address, configure_logging=False)
 
 
 def share_of_free_cpus(free_cpus: float, num_workers: int) -> float:
@@ -192,7 +153,7 @@ def _train(
         raise DataValidationError("no rows", 0, f"final rows of {pair} {request.candle_seconds} s")
     data = prepare_data(frame, config)
     say(f"{name}: {len(frame):,} rows, {data.summary['n_windows']:,} windows validated")
-    connect_ray(settings, say)
+    connect_ray(settings, log_to_driver=True, start_local=True, say=say)
     run_name = run_name_for(settings, name, request.resume)
     if request.trials == 1:
         return _fit_and_log(

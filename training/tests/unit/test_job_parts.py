@@ -1,4 +1,4 @@
-"""Ray-, MLflow- and DB-free parts of the training job: settings, query, addresses, CLI parsing."""
+"""Ray-, MLflow- and DB-free parts of the training job: settings, query, CLI parsing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from cryptopred_training.cli import parse_horizons, parse_time_ms
-from cryptopred_training.runner import choose_ray_address, run_name_for
+from cryptopred_training.runner import run_name_for
 from cryptopred_training.settings import TrainSettings, model_name
 from cryptopred_training.source import COLUMNS, indicator_query
 
@@ -50,26 +50,6 @@ def test_query_reads_final_rows_of_one_pair_in_the_range() -> None:
     open_query, open_params = indicator_query("BTC/USD", 60, None, None)
     assert "window_start_ms >=" not in open_query.as_string(None) and open_params == ["BTC/USD", 60]
     assert {"final", "close", "rsi_14", "window_start_ms"} <= set(COLUMNS)
-
-
-@pytest.mark.parametrize(
-    ("environ", "answers", "expected"),
-    [
-        ({"RAY_ADDRESS": "10.0.0.1:6379"}, False, "auto"),
-        ({}, True, "127.0.0.1:6399"),
-        ({}, False, None),
-    ],
-)
-def test_ray_address_choice(environ: dict[str, str], answers: bool, expected: str | None) -> None:
-    settings = TrainSettings(ray_port=6399)
-    seen: list[str] = []
-
-    def probe(address: str) -> bool:
-        seen.append(address)
-        return answers
-
-    assert choose_ray_address(settings, environ, probe) == expected
-    assert seen == ([] if environ else ["127.0.0.1:6399"])
 
 
 def test_resume_reuses_the_last_run_name(tmp_path: Path) -> None:

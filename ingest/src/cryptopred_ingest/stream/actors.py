@@ -23,7 +23,7 @@ from cryptopred.metric_names import (
 )
 from cryptopred.pipeline.runner import RunnerStats, StageRunner
 from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import prepare_ray_auth
+from cryptopred.raycluster import connect_ray
 from cryptopred.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
@@ -167,23 +167,14 @@ def _replicas(settings: StreamSettings) -> dict[str, int]:
     return {stage: counts[stage] for stage in STAGES}
 
 
-def connect_ray(settings: StreamSettings) -> Any:
-    import ray
-
-    if not ray.is_initialized():
-        prepare_ray_auth(settings)
-        ray.init(
-            address=settings.ray_gcs_address,
-            namespace=settings.ray_namespace,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    return ray
+def stream_ray(settings: StreamSettings) -> Any:
+    """`ray`, joined to the cluster the stages run on (in their namespace)."""
+    return connect_ray(settings, log_to_driver=False, namespace=settings.ray_namespace)
 
 
 def start_pipeline(settings: StreamSettings) -> list[str]:
     """Create (or find) every stage actor; returns their names."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     remote_cls = ray.remote(StageWorker)
     names = []
     for stage, count in _replicas(settings).items():
@@ -203,7 +194,7 @@ def start_pipeline(settings: StreamSettings) -> list[str]:
 
 
 def _find(settings: StreamSettings) -> list[tuple[str, Any]]:
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     found = []
     for info in ray.util.list_named_actors(all_namespaces=True):
         name = info["name"] if isinstance(info, dict) else info
@@ -216,7 +207,7 @@ def _find(settings: StreamSettings) -> list[tuple[str, Any]]:
 def pipeline_status(settings: StreamSettings, timeout_s: float = 10) -> list[dict[str, Any]]:
     """Per actor: lag, rates, last event time, restarts and last error (or the error that
     prevents an answer)."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     out = []
     for name, handle in _find(settings):
         try:
@@ -237,7 +228,7 @@ def pipeline_status(settings: StreamSettings, timeout_s: float = 10) -> list[dic
 
 def stop_pipeline(settings: StreamSettings, say: Callable[[str], None] = print) -> list[str]:
     """Stop every stage actor gracefully (leaving consumer groups), then remove it."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     stopped = []
     for name, handle in _find(settings):
         try:
