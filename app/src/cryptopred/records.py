@@ -21,7 +21,8 @@ BIGINT_MAX = 2**63 - 1  # the DB's integer columns are BIGINT
 #: a dead letter carries at most this many bytes of the raw record (plus its size and hash)
 DEAD_LETTER_RAW_MAX_BYTES = 4096
 
-_PAIR = re.compile(r"[A-Z0-9]{2,10}/[A-Z0-9]{2,10}")  # always used with fullmatch
+#: a trading pair as BASE/QUOTE in capitals, e.g. BTC/USD (match it with `fullmatch`)
+PAIR_PATTERN = re.compile(r"[A-Z0-9]{2,10}/[A-Z0-9]{2,10}")
 
 
 class RecordError(ValueError):
@@ -33,7 +34,7 @@ class RecordError(ValueError):
 
 
 def _pair(value: str) -> None:
-    if not _PAIR.fullmatch(value):
+    if not PAIR_PATTERN.fullmatch(value):
         raise RecordError(f"pair: malformed {value!r}, expected BASE/QUOTE like BTC/USD")
 
 
@@ -49,7 +50,7 @@ def _known_pair(value: str) -> bool:
     """Whether `value` matches the pair pattern, remembering the pairs that do."""
     if value in _GOOD_PAIRS:
         return True
-    if not _PAIR.fullmatch(value):
+    if not PAIR_PATTERN.fullmatch(value):
         return False
     if len(_GOOD_PAIRS) >= _GOOD_PAIRS_MAX:
         _GOOD_PAIRS.clear()
@@ -206,32 +207,6 @@ def _explain_candle(c: Candle) -> None:
         raise RecordError(f"vwap: {c.vwap!r} is outside [low {c.low!r}, high {c.high!r}]")
 
 
-INDICATOR_COLUMNS = (
-    "sma_7",
-    "sma_14",
-    "sma_21",
-    "sma_60",
-    "ema_7",
-    "ema_14",
-    "ema_21",
-    "ema_60",
-    "rsi_7",
-    "rsi_14",
-    "rsi_21",
-    "rsi_60",
-    "macd_7",
-    "macdsignal_7",
-    "macdhist_7",
-    "obv",
-    "atr_14",
-    "adx_14",
-    "bbands_upper_20",
-    "bbands_middle_20",
-    "bbands_lower_20",
-    "mfi_14",
-)
-
-
 class IndicatorRow(Candle, frozen=True, kw_only=True):
     """A candle with its technical indicators; None where history is too short."""
 
@@ -271,7 +246,8 @@ class IndicatorRow(Candle, frozen=True, kw_only=True):
 
 
 _N_CANDLE_FIELDS = len(Candle.__struct_fields__)
-assert IndicatorRow.__struct_fields__[_N_CANDLE_FIELDS:] == INDICATOR_COLUMNS
+#: the indicator columns: IndicatorRow's fields after Candle's, in declaration order
+INDICATOR_COLUMNS: tuple[str, ...] = IndicatorRow.__struct_fields__[_N_CANDLE_FIELDS:]
 
 
 class Prediction(msgspec.Struct, frozen=True, kw_only=True):
@@ -445,4 +421,5 @@ def to_dict(record: msgspec.Struct) -> dict[str, Any]:
 
 
 def field_names(kind: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The record type's field names (its table's columns), in declaration order."""
     return kind.__struct_fields__

@@ -15,6 +15,8 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptopred.records import PAIR_PATTERN
+
 ENV_PREFIX = "CRYPTOPRED_"
 
 DEFAULT_PAIRS = (
@@ -32,7 +34,6 @@ Dialect = Literal["postgres", "risingwave"]
 ServeIngress = Literal["haproxy", "proxy"]
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
-_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 
 
 def _split_csv(value: object) -> object:
@@ -58,7 +59,7 @@ def _check_host_port(value: str) -> str:
 def check_pairs(value: list[str]) -> list[str]:
     """Pairs as BASE/QUOTE in capitals (`btc-usd` -> `BTC/USD`); at least one."""
     pairs = [p.strip().upper().replace("-", "/") for p in value]
-    bad = [p for p in pairs if not _PAIR.fullmatch(p)]
+    bad = [p for p in pairs if not PAIR_PATTERN.fullmatch(p)]
     if bad:
         raise ValueError(f"malformed pair(s) {bad}: expected BASE/QUOTE like BTC/USD")
     if not pairs:

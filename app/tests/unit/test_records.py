@@ -5,6 +5,8 @@ import msgspec
 import pytest
 
 from cryptopred.records import (
+    INDICATOR_COLUMNS,
+    PAIR_PATTERN,
     Candle,
     DeadLetter,
     IndicatorRow,
@@ -192,6 +194,35 @@ def test_indicator_row_extends_candle_and_rejects_nan_indicators():
     assert decode(encode(row), IndicatorRow) == row
     with pytest.raises(RecordError, match="rsi_7"):
         IndicatorRow(**base, rsi_7=math.nan)
+
+
+def test_indicator_columns_are_the_row_fields_after_the_candle_fields():
+    assert len(INDICATOR_COLUMNS) == 22
+    assert field_names(IndicatorRow) == (*field_names(Candle), *INDICATOR_COLUMNS)
+    row = IndicatorRow(**to_dict(candle()))
+    assert all(getattr(row, name) is None for name in INDICATOR_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("pair", "ok"),
+    [
+        ("BTC/USD", True),
+        ("USDT/EUR", True),
+        ("1INCH/USD", True),
+        ("btc/usd", False),
+        ("BTCUSD", False),
+        ("B/USD", False),
+        ("BTC/USD ", False),
+        ("BTC-USD", False),
+    ],
+)
+def test_the_pair_pattern_is_the_record_rule(pair, ok):
+    assert bool(PAIR_PATTERN.fullmatch(pair)) is ok
+    if ok:
+        assert trade(pair=pair).pair == pair
+    else:
+        with pytest.raises(RecordError, match="pair"):
+            trade(pair=pair)
 
 
 def test_prediction_checks_its_target_time_and_interval():

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.settings import DEFAULT_PAIRS, SettingsError, load_settings
+from cryptopred.records import PAIR_PATTERN
+from cryptopred.settings import DEFAULT_PAIRS, SettingsError, check_pairs, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +91,11 @@ def test_a_data_dir_with_spaces_keeps_the_passfile_usable(tmp_path):
     settings = load_settings(data_dir=tmp_path / "my data")
     params = psycopg.conninfo.conninfo_to_dict(settings.db_url)
     assert params["passfile"] == str(tmp_path / "my data" / "secrets" / "pgpass")
+
+
+def test_pairs_follow_the_record_rule():
+    assert check_pairs(["btc-usd", " 1inch/eur "]) == ["BTC/USD", "1INCH/EUR"]
+    assert all(PAIR_PATTERN.fullmatch(p) for p in DEFAULT_PAIRS)
+    for bad in ("BTCUSD", "B/USD", "BTC/USD/EUR"):
+        with pytest.raises(ValueError, match="malformed pair"):
+            check_pairs([bad])

@@ -7,24 +7,11 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from cryptopred.records import INDICATOR_COLUMNS
+from cryptopred.records import IndicatorRow, field_names
 from cryptopred.tables import TECHNICAL_INDICATORS
 
-COLUMNS = (
-    "pair",
-    "candle_seconds",
-    "window_start_ms",
-    "window_end_ms",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "n_trades",
-    "final",
-    *INDICATOR_COLUMNS,
-)
+#: the `technical_indicators` columns read, in the record's field order
+COLUMNS = field_names(IndicatorRow)
 
 
 def indicator_query(
