@@ -63,7 +63,7 @@ fmt: sync ## Format and autofix with ruff
 	$(RUN) ruff check --fix .
 
 typecheck: sync ## mypy over every member
-	$(RUN) mypy app/src ingest/src training/src serving/src
+	$(RUN) mypy core/src app/src ingest/src training/src serving/src
 
 check: lint typecheck test ## Lint, typecheck and test
 

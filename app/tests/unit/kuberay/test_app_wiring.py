@@ -11,9 +11,6 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cryptopred import topics
-from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
-from cryptopred.settings import ENV_PREFIX
 from cryptopred.testing.kuberay_checks import parse_tables
 from cryptopred.testing.kuberay_render import (
     KUBERAY,
@@ -25,6 +22,9 @@ from cryptopred.testing.kuberay_render import (
     render,
     risingwave_values,
 )
+from cryptopred_core import topics
+from cryptopred_core.db.schema import TABLES, TOPIC_TABLES, app_created_tables
+from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_training.settings import TrainSettings
 
 

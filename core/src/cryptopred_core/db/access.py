@@ -11,7 +11,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from cryptopred.db.schema import TABLES, Table
+from cryptopred_core.db.schema import TABLES, Table
 
 DIALECTS = ("postgres", "risingwave")
 
