@@ -6,7 +6,7 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
-from cryptopred.records import INDICATOR_COLUMNS, IndicatorRow
+from cryptopred_core.records import INDICATOR_COLUMNS, IndicatorRow
 from cryptopred_serving.schemas import IndicatorRowIn, PredictRequest
 
 

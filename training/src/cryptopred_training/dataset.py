@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptopred.records import INDICATOR_COLUMNS
+from cryptopred_core.records import INDICATOR_COLUMNS
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 CANDLE_COLUMNS = (

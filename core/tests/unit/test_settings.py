@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.settings import DEFAULT_PAIRS, SettingsError, load_settings
+from cryptopred_core.settings import DEFAULT_PAIRS, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch, env, value, words):
 
 
 def test_settings_environ_rebuilds_the_same_settings(monkeypatch):
-    from cryptopred.settings import Settings, settings_environ
+    from cryptopred_core.settings import Settings, settings_environ
 
     original = load_settings(
         pairs="SOL/USD,XRP/EUR", candle_seconds="60,300", db_timeout_s=7.5, fault_hooks=True

@@ -4,14 +4,14 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
-from cryptopred.records import (
+from cryptopred_core.records import (
     Candle,
     DeadLetter,
     IndicatorRow,
     Prediction,
     RecordError,
     Trade,
-    _explain_candle,  # the rule-by-rule reference
+    _explain_candle,
     decode,
     decode_trade_wire,
     encode,

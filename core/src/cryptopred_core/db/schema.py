@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from cryptopred import tables
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.records import Candle, IndicatorRow, Prediction, PredictionOutcome
+from cryptopred_core import tables
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.records import Candle, IndicatorRow, Prediction, PredictionOutcome
 
 _PG_TYPES = {str: "TEXT", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
 _RW_TYPES = {str: "VARCHAR", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
@@ -70,7 +70,7 @@ TABLES: dict[str, Table] = {
     tables.PREDICTION_OUTCOMES: Table(
         tables.PREDICTION_OUTCOMES, _columns(PredictionOutcome), _PREDICTION_KEY
     ),
-    # internal: stage state saved with its offset (see cryptopred.pipeline.checkpoints)
+    # internal: stage state saved with its offset (see cryptopred_core.pipeline.checkpoints)
     tables.STREAM_CHECKPOINTS: Table(
         tables.STREAM_CHECKPOINTS,
         _columns(StreamCheckpoint),
