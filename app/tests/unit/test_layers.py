@@ -23,6 +23,8 @@ LAYERS = {
     "cryptopred_training": 1,
     "cryptopred_serving": 1,
     "cryptopred": 2,
+    # dev-only test support: above everything (testsupport's own test keeps it out of the rest)
+    "cryptopred_testsupport": 3,
 }
 MODULE_STRING = re.compile(r"^([A-Za-z_]\w*)(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?$")
 

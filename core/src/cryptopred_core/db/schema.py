@@ -94,7 +94,7 @@ def check_dialect(dialect: str) -> None:
 
 
 def app_written_tables(dialect: str) -> tuple[Table, ...]:
-    """The tables whose rows the app writes (`cryptopred.db.upsert`) and creates if missing:
+    """The tables whose rows the app writes (`cryptopred_core.db.upsert`) and creates if missing:
     every table of the contract, on both dialects. No table ingests a Kafka topic by itself (no
     RisingWave connector), so each has one writer: the stages read back what they wrote (the
     indicator stage its history, the publisher its predictions) before committing offsets,
