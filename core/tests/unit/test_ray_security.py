@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred import raycluster
-from cryptopred.raycluster import (
+from cryptopred_core import raycluster
+from cryptopred_core.credentials import read_or_create_secret, write_private
+from cryptopred_core.raycluster import (
     embedded_ray_env,
     prepare_ray_auth,
     serve_ingress_env,
     write_haproxy_launcher,
 )
-from cryptopred.settings import Settings
-from cryptopred.stack.credentials import read_or_create_secret, write_private
+from cryptopred_core.settings import Settings
 
 RAY_VARS = (
     "RAY_AUTH_MODE",

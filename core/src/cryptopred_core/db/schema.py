@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from cryptopred import tables
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.records import Candle, IndicatorRow, Prediction, PredictionOutcome
+from cryptopred_core import tables
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.records import Candle, IndicatorRow, Prediction, PredictionOutcome
 
 _PG_TYPES = {str: "TEXT", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
 _RW_TYPES = {str: "VARCHAR", float: "DOUBLE PRECISION", int: "BIGINT", bool: "BOOLEAN"}
@@ -70,7 +70,7 @@ TABLES: dict[str, Table] = {
     tables.PREDICTION_OUTCOMES: Table(
         tables.PREDICTION_OUTCOMES, _columns(PredictionOutcome), _PREDICTION_KEY
     ),
-    # internal: stage state saved with its offset (see cryptopred.pipeline.checkpoints)
+    # internal: stage state saved with its offset (see cryptopred_core.pipeline.checkpoints)
     tables.STREAM_CHECKPOINTS: Table(
         tables.STREAM_CHECKPOINTS,
         _columns(StreamCheckpoint),
@@ -94,7 +94,7 @@ def check_dialect(dialect: str) -> None:
 
 
 def app_written_tables(dialect: str) -> tuple[Table, ...]:
-    """The tables whose rows the app writes (`cryptopred.db.upsert`) and creates if missing:
+    """The tables whose rows the app writes (`cryptopred_core.db.upsert`) and creates if missing:
     every table of the contract, on both dialects. No table ingests a Kafka topic by itself (no
     RisingWave connector), so each has one writer: the stages read back what they wrote (the
     indicator stage its history, the publisher its predictions) before committing offsets,

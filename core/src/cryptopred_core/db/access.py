@@ -11,7 +11,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from cryptopred.db.schema import TABLES, Table, app_written_tables, check_dialect
+from cryptopred_core.db.schema import TABLES, Table, app_written_tables, check_dialect
 
 
 def connect(url: str, *, autocommit: bool = False, timeout_s: float = 10) -> psycopg.Connection:

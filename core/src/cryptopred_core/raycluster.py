@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psutil
 
-from cryptopred.settings import Settings
-from cryptopred.stack.credentials import read_or_create_secret
-from cryptopred.stack.process import free_listen_port
+from cryptopred_core.credentials import read_or_create_secret
+from cryptopred_core.ports import free_listen_port
+from cryptopred_core.settings import Settings
 
 
 def embedded_ray_env(settings: Settings) -> dict[str, str]:

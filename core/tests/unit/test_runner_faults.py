@@ -6,12 +6,12 @@ import threading
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from cryptopred import topics
-from cryptopred.kafka import consumer_config, producer_config
-from cryptopred.pipeline.runner import DeliveryError, InjectedFaultError, StageRunner
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import Candle, DeadLetter, decode
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.kafka import consumer_config, producer_config
+from cryptopred_core.pipeline.runner import DeliveryError, InjectedFaultError, StageRunner
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import Candle, DeadLetter, decode
+from cryptopred_core.settings import Settings
 
 MAX_MESSAGE_BYTES = 1_000_000  # the broker's and librdkafka's default message.max.bytes
 

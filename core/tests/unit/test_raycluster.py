@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.raycluster import (
+from cryptopred_core.ports import ephemeral_port_range, free_listen_port, port_in_use
+from cryptopred_core.raycluster import (
     keep_workers_in_this_env,
     serve_ingress_env,
     serve_ingress_environ,
     serve_run_dir,
     stop_haproxy,
 )
-from cryptopred.settings import SettingsError, load_settings
-from cryptopred.stack.process import ephemeral_port_range, free_listen_port, port_in_use
+from cryptopred_core.settings import SettingsError, load_settings
 from cryptopred_testsupport.haproxy import start_haproxy
 
 

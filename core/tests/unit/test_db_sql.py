@@ -1,9 +1,14 @@
 import pytest
 
-from cryptopred import tables
-from cryptopred.db.access import add_missing_columns, ddl, upsert_json_statement, upsert_statement
-from cryptopred.db.schema import TABLES, app_written_tables
-from cryptopred.records import Candle, IndicatorRow, Prediction, field_names
+from cryptopred_core import tables
+from cryptopred_core.db.access import (
+    add_missing_columns,
+    ddl,
+    upsert_json_statement,
+    upsert_statement,
+)
+from cryptopred_core.db.schema import TABLES, app_written_tables
+from cryptopred_core.records import Candle, IndicatorRow, Prediction, field_names
 
 
 def text(composed):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Message
 
-from cryptopred.pipeline.resume import ResumePoint
-from cryptopred.records import DeadLetter, R, RecordError, dead_letter, decode, encode
+from cryptopred_core.pipeline.resume import ResumePoint
+from cryptopred_core.records import DeadLetter, R, RecordError, dead_letter, decode, encode
 
 
 @dataclass(slots=True)

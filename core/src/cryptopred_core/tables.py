@@ -1,4 +1,4 @@
-"""Table names (docs/ARCHITECTURE.md); their columns live in `cryptopred.db.schema`."""
+"""Table names (docs/ARCHITECTURE.md); their columns live in `cryptopred_core.db.schema`."""
 
 CANDLES = "candles"
 TECHNICAL_INDICATORS = "technical_indicators"

@@ -1,5 +1,5 @@
 """Stage DB calls against a paused (SIGSTOPped) PostgreSQL: the kernel still accepts and
-acknowledges, so only the time limit of `cryptopred.retry` unblocks a call."""
+acknowledges, so only the time limit of `cryptopred_core.retry` unblocks a call."""
 
 import contextlib
 import os
@@ -11,8 +11,8 @@ import psutil
 import psycopg
 import pytest
 
-from cryptopred.db import fetch_all
-from cryptopred.retry import DbCalls
+from cryptopred_core.db import fetch_all
+from cryptopred_core.retry import DbCalls
 
 pytestmark = pytest.mark.integration
 

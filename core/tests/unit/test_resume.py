@@ -1,6 +1,6 @@
 """Whether a stage's saved resume point still fits its topic (pure logic, no broker)."""
 
-from cryptopred.pipeline.resume import CLOCK_SKEW_MS, ResumePoint, stale_reason
+from cryptopred_core.pipeline.resume import CLOCK_SKEW_MS, ResumePoint, stale_reason
 
 SAVED_MS = 1_795_729_684_547
 POINT = ResumePoint(offset=546_488, saved_ms=SAVED_MS)

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from cryptopred.kafka import ensure_topics, make_consumer, make_producer
-from cryptopred.records import Trade, decode, encode
+from cryptopred_core.kafka import ensure_topics, make_consumer, make_producer
+from cryptopred_core.records import Trade, decode, encode
 
 pytestmark = pytest.mark.integration
 

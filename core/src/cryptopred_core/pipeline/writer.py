@@ -1,4 +1,4 @@
-"""Batched, transactional DB writes through the stage retry policy (`cryptopred.retry`)."""
+"""Batched, transactional DB writes through the stage retry policy (`cryptopred_core.retry`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Callable
 import msgspec
 import psycopg
 
-from cryptopred.db import upsert
-from cryptopred.retry import DB_BACKOFF_INITIAL_S, DbCalls, StoppedError
-from cryptopred.settings import Settings
+from cryptopred_core.db import upsert
+from cryptopred_core.retry import DB_BACKOFF_INITIAL_S, DbCalls, StoppedError
+from cryptopred_core.settings import Settings
 
 
 class WriterStoppedError(StoppedError):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import psycopg
 
-from cryptopred.db import fetch_all
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.db import fetch_all
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
 
 __all__ = [
     "StreamCheckpoint",

@@ -24,14 +24,14 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from cryptopred import topics
-from cryptopred.kafka import make_consumer, make_producer
-from cryptopred.pipeline.resume import ResumePoint, stale_reason
-from cryptopred.pipeline.stage import Emit, Stage
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import encode
-from cryptopred.retry import broker_retrying
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.kafka import make_consumer, make_producer
+from cryptopred_core.pipeline.resume import ResumePoint, stale_reason
+from cryptopred_core.pipeline.stage import Emit, Stage
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.records import encode
+from cryptopred_core.retry import broker_retrying
+from cryptopred_core.settings import Settings
 
 log = logging.getLogger(__name__)
 

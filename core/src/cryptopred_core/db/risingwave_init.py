@@ -1,6 +1,6 @@
 """kuberay/base/risingwave/init.sql, rendered from the table contract (`make kuberay-init-sql`).
 
-`python -m cryptopred.db.risingwave_init` prints the script; `--write PATH` writes it; `--check
+`python -m cryptopred_core.db.risingwave_init` prints the script; `--write PATH` writes it; `--check
 PATH` exits 1 when PATH differs from the render. A unit test checks the committed file.
 """
 
@@ -10,18 +10,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from cryptopred.db.access import ddl
-from cryptopred.db.schema import app_written_tables
+from cryptopred_core.db.access import ddl
+from cryptopred_core.db.schema import app_written_tables
 
 DIALECT = "risingwave"
 INIT_SQL = Path("kuberay/base/risingwave/init.sql")
 
 HEADER = """\
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
--- Generated from the table contract (cryptopred.db.schema.TABLES) by `make kuberay-init-sql`;
+-- Generated from the table contract (cryptopred_core.db.schema.TABLES) by `make kuberay-init-sql`;
 -- do not edit: a unit test fails while this file differs from the render.
 -- Plain tables, no Kafka connector: the app is the one writer of every table (see
--- cryptopred.db.schema.app_written_tables); a repeated primary key overwrites the row (the
+-- cryptopred_core.db.schema.app_written_tables); a repeated primary key overwrites the row (the
 -- default ON CONFLICT OVERWRITE), so replays never duplicate. The stream job's entry point
 -- creates the same tables if missing, so either may run first.
 """
@@ -36,7 +36,7 @@ def render_init_sql() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cryptopred.db.risingwave_init", description=__doc__
+        prog="python -m cryptopred_core.db.risingwave_init", description=__doc__
     )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", type=Path, metavar="PATH", help="write the script to PATH")

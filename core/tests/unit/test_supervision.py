@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from cryptopred.supervision import CrashRecord, Supervisor, crash_backoff_s, read_record
+from cryptopred_core.supervision import CrashRecord, Supervisor, crash_backoff_s, read_record
 
 
 class ExitedError(Exception):

@@ -7,9 +7,9 @@ import time
 import psycopg
 import pytest
 
-from cryptopred import retry
-from cryptopred.pipeline.writer import DbWriter, WriterStoppedError
-from cryptopred.retry import DbCalls, DbTimeoutError, StoppedError, time_limit
+from cryptopred_core import retry
+from cryptopred_core.pipeline.writer import DbWriter, WriterStoppedError
+from cryptopred_core.retry import DbCalls, DbTimeoutError, StoppedError, time_limit
 
 
 class FakePgConn:

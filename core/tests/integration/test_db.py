@@ -2,9 +2,9 @@
 
 import pytest
 
-from cryptopred.db import connect, create_schema, fetch_all, upsert
-from cryptopred.db.rows import StreamCheckpoint
-from cryptopred.records import Candle, IndicatorRow, to_dict
+from cryptopred_core.db import connect, create_schema, fetch_all, upsert
+from cryptopred_core.db.rows import StreamCheckpoint
+from cryptopred_core.records import Candle, IndicatorRow, to_dict
 
 pytestmark = pytest.mark.integration
 
@@ -135,8 +135,8 @@ def test_an_open_row_never_replaces_a_final_one(postgres, as_mapping):
 
 def test_create_schema_adds_the_outcome_columns_an_older_table_lacks(postgres):
     """An outcomes table made before pinball losses were scored gets them as NULL columns."""
-    from cryptopred.db.access import ddl
-    from cryptopred.db.schema import TABLES, Table
+    from cryptopred_core.db.access import ddl
+    from cryptopred_core.db.schema import TABLES, Table
 
     current = TABLES["prediction_outcomes"]
     new = {"pinball_loss", "baseline_pinball_loss", "baseline_version"}

@@ -27,8 +27,8 @@ import psycopg
 import tenacity
 from confluent_kafka import KafkaException
 
-from cryptopred.db import connect
-from cryptopred.settings import Settings
+from cryptopred_core.db import connect
+from cryptopred_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
