@@ -1,5 +1,5 @@
 """Every column the dashboards' SQL names is a column of the table it reads, as the table
-contract (`cryptopred.db.schema.TABLES`, built from the record types) defines it.
+contract (`cryptopred_core.db.schema.TABLES`, built from the record types) defines it.
 
 Each query runs on an in-memory SQLite database holding empty tables with exactly the contract's
 columns: SQLite resolves every name when it prepares a statement, so a column renamed or dropped
@@ -18,7 +18,7 @@ import pytest
 
 from cryptopred.dashboards import build_all
 from cryptopred.dashboards import targets as tg
-from cryptopred.db.schema import TABLES
+from cryptopred_core.db.schema import TABLES
 
 SAMPLE_VALUES: dict[str, tg.VariableValue] = {
     "__from": 1_767_225_600_000,

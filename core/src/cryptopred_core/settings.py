@@ -15,7 +15,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cryptopred.records import PAIR_PATTERN
+from cryptopred_core.records import PAIR_PATTERN
 
 ENV_PREFIX = "CRYPTOPRED_"
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
-from cryptopred.records import (
+from cryptopred_core.records import (
     INDICATOR_COLUMNS,
     PAIR_PATTERN,
     Candle,
@@ -13,7 +13,7 @@ from cryptopred.records import (
     Prediction,
     RecordError,
     Trade,
-    _explain_candle,  # the rule-by-rule reference
+    _explain_candle,
     decode,
     decode_trade_wire,
     encode,

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.records import PAIR_PATTERN
-from cryptopred.settings import DEFAULT_PAIRS, SettingsError, check_pairs, load_settings
+from cryptopred_core.records import PAIR_PATTERN
+from cryptopred_core.settings import DEFAULT_PAIRS, SettingsError, check_pairs, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch, env, value, words):
 
 
 def test_settings_environ_rebuilds_the_same_settings(monkeypatch):
-    from cryptopred.settings import Settings, settings_environ
+    from cryptopred_core.settings import Settings, settings_environ
 
     original = load_settings(
         pairs="SOL/USD,XRP/EUR", candle_seconds="60,300", db_timeout_s=7.5, fault_hooks=True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from cryptopred.records import PAIR_PATTERN
+from cryptopred_core.records import PAIR_PATTERN
 
 
 def pair_from_url(text: str) -> str | None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from cryptopred.records import INDICATOR_COLUMNS
+from cryptopred_core.records import INDICATOR_COLUMNS
 
 
 class CandleRowIn(BaseModel):

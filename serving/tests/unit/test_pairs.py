@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred.records import PAIR_PATTERN
+from cryptopred_core.records import PAIR_PATTERN
 from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url
 
 

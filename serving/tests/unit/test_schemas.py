@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
-from cryptopred.records import INDICATOR_COLUMNS, IndicatorRow, Prediction, field_names
+from cryptopred_core.records import INDICATOR_COLUMNS, IndicatorRow, Prediction, field_names
 from cryptopred_serving.schemas import Forecast, IndicatorRowIn, PredictionOut, PredictRequest
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptopred.records import INDICATOR_COLUMNS, Candle, field_names
+from cryptopred_core.records import INDICATOR_COLUMNS, Candle, field_names
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 # the per-window values of a candle: its fields less the series key and what follows from it

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from cryptopred.records import IndicatorRow, field_names
-from cryptopred.tables import TECHNICAL_INDICATORS
+from cryptopred_core.records import IndicatorRow, field_names
+from cryptopred_core.tables import TECHNICAL_INDICATORS
 
 #: the `technical_indicators` columns read, in the record's field order
 COLUMNS = field_names(IndicatorRow)
@@ -46,7 +46,7 @@ def read_indicator_frame(
 
     A plain psycopg read: one query, no Ray Data start-up (see the report for the timings).
     """
-    from cryptopred.db import connect
+    from cryptopred_core.db import connect
 
     query, params = indicator_query(pair, candle_seconds, since_ms, until_ms)
     with connect(db_url) as conn, conn.cursor() as cur:

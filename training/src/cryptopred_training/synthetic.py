@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from cryptopred.records import IndicatorRow, field_names
+from cryptopred_core.records import IndicatorRow, field_names
 
 DEFAULT_START_MS = 1_700_000_040_000 // 60_000 * 60_000
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cryptopred.records import INDICATOR_COLUMNS, IndicatorRow, field_names
+from cryptopred_core.records import INDICATOR_COLUMNS, IndicatorRow, field_names
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import (
     FEATURE_COLUMNS,
