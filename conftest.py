@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-pytest_plugins = ["cryptopred.testing.fixtures"]
+pytest_plugins = ["cryptopred_testsupport.fixtures"]
 
 
 def skip_reason(report: Any) -> str:

@@ -36,6 +36,8 @@ TRAIN_PAIRS ?= BTC/USD ETH/USD
 # Ray Tune trials per training run (1: no search)
 TRAIN_TRIALS ?= 1
 DASHBOARDS_DIR ?= dashboards
+# The RisingWave schema script that `make kuberay-init-sql` renders (cryptopred_core.db.risingwave_init)
+RW_INIT_SQL ?= $(KR_DIR)/base/risingwave/init.sql
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
 RUN ?= uv run --frozen
 KUBECTL ?= kubectl
@@ -51,7 +53,7 @@ DIGEST_RESOLVER ?= crane digest {image}
 KR_IMAGE_REWRITE = sed -E 's\#image: cryptopred-(ray|mlflow):[A-Za-z0-9._-]+\#image: $(KR_IMAGE_PREFIX)cryptopred-\1:$(IMAGE_TAG)\#'
 
 .PHONY: cluster-up kind-create cluster-down undeploy operators secrets deploy port-forward ray-dashboard \
-	submit-stream submit-train build-image kind-load push-image serve-config \
+	submit-stream submit-train build-image kind-load push-image serve-config kuberay-init-sql \
 	dashboards-configmap kuberay-dashboards-yaml kuberay-render pin-images
 
 cluster-up: kind-create operators ## Kind cluster (kuberay/kind-config.yaml), KubeRay and Strimzi operators
@@ -184,3 +186,6 @@ pin-images: ## Pin the prod overlay's images by digest (DIGEST_RESOLVER; IMAGE_R
 
 serve-config: ## Regenerate the RayService's serveConfigV2 from serving/serve_config.yaml
 	$(RUN) python $(KR_DIR)/render_serve_config.py
+
+kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred_core.db)
+	$(RUN) python -m cryptopred_core.db.risingwave_init --write $(RW_INIT_SQL)

@@ -28,7 +28,7 @@ def dotted_names(roots: list[Path]) -> dict[str, list[Path]]:
 def test_no_two_test_modules_import_under_one_name() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     roots = [ROOT / p for p in config["tool"]["pytest"]["ini_options"]["testpaths"]]
-    assert len(roots) == 4 and all(root.name == "tests" for root in roots)
+    assert len(roots) >= 4 and all(root.name == "tests" for root in roots)
     names = dotted_names(roots)
     assert len(names) > 40
     clashes = {name: paths for name, paths in names.items() if len(paths) > 1}

@@ -1,21 +1,22 @@
 """Fault-injection soak: the real stage actors under a schedule of faults, then the tables equal
-a clean run exactly and `dlq` holds exactly the injected bad records (see testing/soak.py)."""
+a clean run exactly and `dlq` holds exactly the injected bad records (the faults are in
+cryptopred_testsupport.soak)."""
 
 import hashlib
 import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all
-from cryptopred.kafka import ensure_topics
-from cryptopred.records import DeadLetter, decode, encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import DeadLetter, decode, encode
 from cryptopred_ingest.stream.actors import pipeline_status, start_pipeline, stop_pipeline
 from cryptopred_ingest.stream.settings import StreamSettings
-from cryptopred_ingest.testing.readback import read_until_quiet
-from cryptopred_ingest.testing.soak import (
+from cryptopred_testsupport.readback import read_until_quiet
+from cryptopred_testsupport.soak import (
     Fault,
     Feed,
     LiveFeed,
@@ -27,7 +28,7 @@ from cryptopred_ingest.testing.soak import (
     renamed,
     run_schedule,
 )
-from cryptopred_ingest.testing.streams import (
+from cryptopred_testsupport.streams import (
     candle_tuples,
     indicator_mismatches,
     indicator_rows,

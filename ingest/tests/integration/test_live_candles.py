@@ -9,22 +9,22 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.kafka import ensure_topics
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import Candle, Trade, decode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Candle, Trade, decode
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.readback import read_until_quiet
 from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
 

@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from cryptopred import tables
-from cryptopred.db import connect, fetch_all
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import Trade, decode
+from cryptopred_core import tables
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.integration
 

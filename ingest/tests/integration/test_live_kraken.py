@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import Trade, decode
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.kraken_rest import TradesClient
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.live
 

@@ -2,12 +2,12 @@ import time
 
 import pytest
 
-from cryptopred.records import Trade, decode
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.actors import start_source_actor
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec
 from cryptopred_ingest.sources.synthetic import generate
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.integration
 

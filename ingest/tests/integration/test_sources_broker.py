@@ -4,15 +4,15 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import DeadLetter, Trade, decode, encode
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.records import DeadLetter, Trade, decode, encode
 from cryptopred_ingest.cli import app
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.synthetic import generate
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.readback import read_all
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.readback import read_all
 
 pytestmark = pytest.mark.integration
 

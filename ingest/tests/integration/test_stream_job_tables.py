@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred import tables
-from cryptopred.db import TABLES, TOPIC_TABLES, connect
-from cryptopred.settings import Dialect, Settings
+from cryptopred_core import tables
+from cryptopred_core.db import TABLES, connect
+from cryptopred_core.settings import Dialect, Settings
 from cryptopred_ingest.stream.job import ensure_tables
 
 pytestmark = pytest.mark.integration
@@ -33,10 +33,10 @@ def _empty_database(postgres: Settings, name: str, dialect: Dialect) -> Settings
 def test_ensure_tables_creates_the_missing_tables_once(
     postgres: Settings, dialect: Dialect
 ) -> None:
-    # RisingWave's DDL is PostgreSQL-compatible, so its table choice runs here too.
+    # RisingWave's DDL is PostgreSQL-compatible, so its tables are created here too.
     settings = _empty_database(postgres, f"stream_job_{dialect}", dialect)
     assert _tables(settings) == set()
-    expected = set(TABLES) - (set(TOPIC_TABLES) if dialect == "risingwave" else set())
+    expected = set(TABLES)  # the app writes every table on both dialects
     assert set(ensure_tables(settings)) == expected
     assert _tables(settings) == expected
     assert tables.STREAM_CHECKPOINTS in expected and tables.STREAM_PAIR_STATES in expected

@@ -13,7 +13,7 @@ from cryptopred_ingest.sources.kraken_rest import (
     TradesClient,
 )
 from cryptopred_ingest.sources.kraken_ws import Kind, parse_message
-from cryptopred_ingest.testing.memory import MemoryProducer
+from cryptopred_testsupport.memory import MemoryProducer
 
 PAIRS = ("BTC/USD",)
 

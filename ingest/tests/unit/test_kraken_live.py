@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from cryptopred.records import DeadLetter, Trade, decode
+from cryptopred_core.records import DeadLetter, Trade, decode
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
-from cryptopred_ingest.testing.fake_kraken import FakeKraken
-from cryptopred_ingest.testing.memory import MemoryProducer
+from cryptopred_testsupport.fake_kraken import FakeKraken
+from cryptopred_testsupport.memory import MemoryProducer
 
 PAIRS = ["BTC/USD", "ETH/EUR"]
 

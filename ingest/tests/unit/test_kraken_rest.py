@@ -1,6 +1,6 @@
 import pytest
 
-from cryptopred.records import Trade, decode
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.backfill import CursorStore, backfill, parse_time_ns
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.reconnect import Backoff
@@ -13,8 +13,8 @@ from cryptopred_ingest.sources.kraken_rest import (
     parse_row,
     rest_pair,
 )
-from cryptopred_ingest.testing.fake_kraken import BASE_TS_NS, FakeKraken
-from cryptopred_ingest.testing.memory import MemoryProducer
+from cryptopred_testsupport.fake_kraken import BASE_TS_NS, FakeKraken
+from cryptopred_testsupport.memory import MemoryProducer
 
 PAIRS = ["BTC/USD", "ETH/EUR"]
 

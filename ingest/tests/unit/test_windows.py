@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cryptopred.records import Candle, Trade
-from cryptopred_ingest.testing.candle_cases import (
+from cryptopred_core.records import Candle, Trade
+from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.candle_cases import (
     GRACE_MS,
     WIDTHS,
     Key,
@@ -20,7 +21,6 @@ from cryptopred_ingest.testing.candle_cases import (
     run,
     shuffle_within_grace,
 )
-from cryptopred_ingest.windows import CandleBuilder
 
 
 def test_finals_equal_pandas_reference_for_three_widths() -> None:

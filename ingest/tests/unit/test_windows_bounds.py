@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from cryptopred.records import Trade
-from cryptopred_ingest.testing.candle_cases import (
+from cryptopred_core.records import Trade
+from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.candle_cases import (
     GRACE_MS,
     T0_MS,
     WIDTHS,
@@ -14,7 +15,6 @@ from cryptopred_ingest.testing.candle_cases import (
     run,
     shuffle_within_grace,
 )
-from cryptopred_ingest.windows import CandleBuilder
 
 MINUTE_MS = 60_000
 YEAR_MS = 365 * 86_400_000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred.records import Trade
-from cryptopred_ingest.testing.candle_cases import (
+from cryptopred_core.records import Trade
+from cryptopred_ingest.windows import CandleBuilder
+from cryptopred_testsupport.candle_cases import (
     GRACE_MS,
     WIDTHS,
     finals,
@@ -13,7 +14,6 @@ from cryptopred_ingest.testing.candle_cases import (
     run,
     shuffle_within_grace,
 )
-from cryptopred_ingest.windows import CandleBuilder
 
 
 @pytest.mark.parametrize("cut", [1, 777, 2500, 4999])

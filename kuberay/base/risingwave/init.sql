@@ -1,13 +1,12 @@
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
--- candles, technical_indicators and predictions ingest their Kafka topics directly; a repeated
--- primary key overwrites the row (the default ON CONFLICT OVERWRITE), so replays never duplicate.
--- prediction_outcomes is written by the serving app, stream_checkpoints by the stream stages
--- (created here so that grafana-role.sql can grant SELECT on it). Columns and keys follow the
--- app's table contract (cryptopred.db.schema.TABLES); a unit test compares them. The stream job's
--- entry point creates the contract's other tables (cryptopred.db.schema.app_created_tables).
--- If the app created a table first (without a connector), drop it and re-run this Job.
+-- Generated from the table contract (cryptopred_core.db.schema.TABLES) by `make kuberay-init-sql`;
+-- do not edit: a unit test fails while this file differs from the render.
+-- Plain tables, no Kafka connector: the app is the one writer of every table (see
+-- cryptopred_core.db.schema.app_written_tables); a repeated primary key overwrites the row (the
+-- default ON CONFLICT OVERWRITE), so replays never duplicate. The stream job's entry point
+-- creates the same tables if missing, so either may run first.
 
-CREATE TABLE IF NOT EXISTS candles (
+CREATE TABLE IF NOT EXISTS "candles" (
     "pair" VARCHAR NOT NULL,
     "candle_seconds" BIGINT NOT NULL,
     "window_start_ms" BIGINT NOT NULL,
@@ -20,17 +19,10 @@ CREATE TABLE IF NOT EXISTS candles (
     "vwap" DOUBLE PRECISION NOT NULL,
     "n_trades" BIGINT NOT NULL,
     "final" BOOLEAN NOT NULL,
-    PRIMARY KEY (pair, candle_seconds, window_start_ms)
-)
-WITH (
-    connector = 'kafka',
-    topic = 'candles',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+    PRIMARY KEY ("pair", "candle_seconds", "window_start_ms")
+);
 
-CREATE TABLE IF NOT EXISTS technical_indicators (
+CREATE TABLE IF NOT EXISTS "technical_indicators" (
     "pair" VARCHAR NOT NULL,
     "candle_seconds" BIGINT NOT NULL,
     "window_start_ms" BIGINT NOT NULL,
@@ -65,17 +57,10 @@ CREATE TABLE IF NOT EXISTS technical_indicators (
     "bbands_middle_20" DOUBLE PRECISION,
     "bbands_lower_20" DOUBLE PRECISION,
     "mfi_14" DOUBLE PRECISION,
-    PRIMARY KEY (pair, candle_seconds, window_start_ms)
-)
-WITH (
-    connector = 'kafka',
-    topic = 'technical_indicators',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+    PRIMARY KEY ("pair", "candle_seconds", "window_start_ms")
+);
 
-CREATE TABLE IF NOT EXISTS predictions (
+CREATE TABLE IF NOT EXISTS "predictions" (
     "pair" VARCHAR NOT NULL,
     "candle_seconds" BIGINT NOT NULL,
     "horizon_seconds" BIGINT NOT NULL,
@@ -88,17 +73,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     "model_name" VARCHAR NOT NULL,
     "model_version" VARCHAR NOT NULL,
     "created_ms" BIGINT NOT NULL,
-    PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
-)
-WITH (
-    connector = 'kafka',
-    topic = 'predictions',
-    properties.bootstrap.server = 'cryptopred-kafka-bootstrap:9092',
-    scan.startup.mode = 'earliest'
-)
-FORMAT PLAIN ENCODE JSON;
+    PRIMARY KEY ("pair", "candle_seconds", "horizon_seconds", "window_end_ms", "model_name", "model_version")
+);
 
-CREATE TABLE IF NOT EXISTS prediction_outcomes (
+CREATE TABLE IF NOT EXISTS "prediction_outcomes" (
     "pair" VARCHAR NOT NULL,
     "candle_seconds" BIGINT NOT NULL,
     "horizon_seconds" BIGINT NOT NULL,
@@ -117,15 +95,33 @@ CREATE TABLE IF NOT EXISTS prediction_outcomes (
     "pinball_loss" DOUBLE PRECISION,
     "baseline_pinball_loss" DOUBLE PRECISION,
     "baseline_version" VARCHAR,
-    PRIMARY KEY (pair, candle_seconds, horizon_seconds, window_end_ms, model_name, model_version)
+    PRIMARY KEY ("pair", "candle_seconds", "horizon_seconds", "window_end_ms", "model_name", "model_version")
 );
 
-CREATE TABLE IF NOT EXISTS stream_checkpoints (
+CREATE TABLE IF NOT EXISTS "stream_checkpoints" (
     "group_id" VARCHAR NOT NULL,
     "topic" VARCHAR NOT NULL,
     "partition" BIGINT NOT NULL,
     "offset" BIGINT NOT NULL,
     "state" VARCHAR NOT NULL,
     "updated_ms" BIGINT NOT NULL,
-    PRIMARY KEY (group_id, topic, partition)
+    PRIMARY KEY ("group_id", "topic", "partition")
+);
+
+CREATE TABLE IF NOT EXISTS "stream_pair_states" (
+    "group_id" VARCHAR NOT NULL,
+    "topic" VARCHAR NOT NULL,
+    "pair" VARCHAR NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "state" VARCHAR NOT NULL,
+    "updated_ms" BIGINT NOT NULL,
+    PRIMARY KEY ("group_id", "topic", "pair")
+);
+
+CREATE TABLE IF NOT EXISTS "source_watermarks" (
+    "source" VARCHAR NOT NULL,
+    "pair" VARCHAR NOT NULL,
+    "through_ms" BIGINT NOT NULL,
+    "updated_ms" BIGINT NOT NULL,
+    PRIMARY KEY ("source", "pair")
 );

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from cryptopred_serving.testing import rows_of
+from cryptopred_testsupport.serving import rows_of
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ BURST = 40
 def api(postgres, mlflow_server, ray_session):
     from ray import serve
 
-    from cryptopred.stack.process import free_port
+    from cryptopred_core.ports import free_port
     from cryptopred_serving.app import build_app
 
     settings = {

@@ -15,7 +15,7 @@ import torch
 
 from cryptopred_serving.champions import Champion, ChampionWatcher
 from cryptopred_serving.local_models import LocalModels, load_from_mlflow
-from cryptopred_serving.testing import train_and_register, wait_for
+from cryptopred_testsupport.serving import train_and_register, wait_for
 from cryptopred_training.model_card import FORMAT_NAME, FORMAT_VERSION, UnknownModelFormatError
 from cryptopred_training.synthetic import synthetic_indicator_frame
 

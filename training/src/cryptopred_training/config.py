@@ -28,6 +28,8 @@ class TrainConfig:
     n_layers: int = 2
     d_ff: int = 64
     dropout: float = 0.0
+    # A linear autoregressive skip over the window's log returns, added to the median.
+    autoregressive_skip: bool = True
     # Optimisation.
     batch_size: int = 256
     max_epochs: int = 4

@@ -36,6 +36,8 @@ from cryptopred_training.models.transformer import (
     CausalTransformer,
     TransformerSpec,
     build_transformer,
+    calibrate_intervals,
+    warm_start_autoregressive,
 )
 from cryptopred_training.models.volatility import BASELINE_KINDS, VolatilityBaselines
 from cryptopred_training.predictor import PricePredictor
@@ -103,8 +105,11 @@ def with_window(data: PreparedData, window_steps: int) -> PreparedData:
     return replace(data, ends=ends, summary={**data.summary, "n_windows": len(ends)})
 
 
-def new_transformer(data: PreparedData, config: TrainConfig) -> CausalTransformer:
-    """An untrained transformer of `config`'s shape for `data`'s features and horizons."""
+def new_transformer(
+    data: PreparedData, config: TrainConfig, train: WindowSource | None = None
+) -> CausalTransformer:
+    """An untrained transformer of `config`'s shape for `data`'s features and horizons; given
+    the `train` windows, its autoregressive skip starts at their ridge fit."""
     spec = TransformerSpec(
         n_features=data.features.shape[1],
         n_horizons=len(data.steps),
@@ -114,8 +119,16 @@ def new_transformer(data: PreparedData, config: TrainConfig) -> CausalTransforme
         n_layers=config.n_layers,
         d_ff=config.d_ff,
         dropout=config.dropout,
+        calibrated_intervals=True,
+        autoregressive_feature=(
+            FEATURE_COLUMNS.index("ret_1") if config.autoregressive_skip else None
+        ),
     )
-    return build_transformer(spec, config.seed)
+    model = build_transformer(spec, config.seed)
+    if train is not None:
+        batch = train.batch(train.ends)
+        warm_start_autoregressive(model, batch["x"], batch["y"], config.ridge_alpha)
+    return model
 
 
 @dataclass
@@ -158,10 +171,14 @@ def train_models(
         config.ridge_alpha,
         config.quantiles,
     )
-    model = new_transformer(data, config)
+    model = new_transformer(data, config, train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         result = fitter(model, train, validation, config, on_epoch)
+    held_out = validation.batch(validation.ends)
+    calibrate_intervals(
+        model, held_out["x"], held_out["y"], config.quantiles[2] - config.quantiles[0]
+    )
     volatility = VolatilityBaselines.fit(
         data.close, train_ends, y_train, data.steps, config.quantiles, config.baseline_history_steps
     )

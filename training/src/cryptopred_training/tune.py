@@ -147,7 +147,7 @@ def train_trial(tune_config: dict[str, Any], inputs: TrialInputs) -> None:
     point = TrialPoint.from_tune(tune_config)
     config = apply_point(inputs.config, point)
     train, validation = trial_sources(inputs, point.window_steps)
-    model = new_transformer(inputs.data, config)
+    model = new_transformer(inputs.data, config, train)
     device = torch.device("cuda") if inputs.use_gpu and torch.cuda.is_available() else None
 
     def report(epoch: EpochReport) -> None:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,12 @@ from cryptopred_training.features import (
     valid_window_ends,
 )
 from cryptopred_training.models.baselines import PersistenceModel, RidgeModel
-from cryptopred_training.models.transformer import TransformerSpec, build_transformer
+from cryptopred_training.models.transformer import (
+    TransformerSpec,
+    build_transformer,
+    calibrate_intervals,
+    warm_start_autoregressive,
+)
 from cryptopred_training.steps import eval_step, fit, pinball_loss, train_step
 
 SPEC = TransformerSpec(n_features=4, n_horizons=3, window_steps=12, d_model=16, n_heads=4)
@@ -50,6 +57,56 @@ def test_attention_is_causal():
     with torch.no_grad():
         np.testing.assert_allclose(block(x)[:, :8], block(changed)[:, :8], atol=1e-6)
         assert not torch.allclose(block(x)[:, 8:], block(changed)[:, 8:])
+
+
+def test_the_autoregressive_skip_adds_a_linear_term_over_the_return_window_to_the_median():
+    skipped = build_transformer(replace(SPEC, autoregressive_feature=1), seed=0).eval()
+    plain = build_transformer(SPEC, seed=0).eval()
+    plain.load_state_dict(skipped.state_dict(), strict=False)  # all but the skip
+    x = torch.randn(8, 12, 4)
+    with torch.no_grad():
+        # the skip and the attention's share of the median start at zero
+        assert skipped(x)[..., 1].abs().max() == 0
+        torch.testing.assert_close(skipped(x), plain(x))
+        weight = torch.randn(3, 12)
+        skipped.autoregressive.weight.copy_(weight)
+        for steps in (12, 5):
+            window = x[:, -steps:]
+            shift = window[..., 1] @ weight[:, -steps:].T  # (batch, horizons)
+            expected = plain(window) + shift.unsqueeze(-1)  # every quantile moves with it
+            torch.testing.assert_close(skipped(window), expected)
+
+
+@pytest.mark.parametrize("spread", [0.05, 20.0])
+def test_calibrated_intervals_cover_the_held_out_share_and_never_cross(spread):
+    # spread 20: the untrained intervals are far too narrow; 0.05: far too wide
+    model = build_transformer(replace(SPEC, calibrated_intervals=True), seed=0).eval()
+    x = torch.randn(500, 12, 4)
+    with torch.no_grad():
+        median = model(x)[..., 1]
+    y = median + spread * torch.randn_like(median)
+    calibrate_intervals(model, x, y, coverage=0.8)
+    with torch.no_grad():
+        out = model(x)
+    inside = ((out[..., 0] <= y) & (y <= out[..., 2])).double().mean(dim=0)
+    # at least the share asked for; a little more where narrowing met an offset's floor of 0
+    assert ((inside >= 0.8) & (inside <= 0.83)).all(), inside
+    assert (out[..., 0] <= out[..., 1]).all() and (out[..., 1] <= out[..., 2]).all()
+    # the widths travel with the weights
+    loaded = build_transformer(replace(SPEC, calibrated_intervals=True), seed=1).eval()
+    loaded.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), out)
+
+
+def test_warm_start_sets_the_skip_to_the_least_squares_autoregression():
+    model = build_transformer(replace(SPEC, autoregressive_feature=0), seed=0)
+    x = torch.randn(2000, 12, 4)
+    coefficients = torch.zeros(12, 3)
+    coefficients[3, 0], coefficients[7, 1], coefficients[[7, 8], 2] = 0.5, -0.3, 0.2
+    y = x[..., 0] @ coefficients + 0.01 * torch.randn(2000, 3)
+    warm_start_autoregressive(model, x, y, alpha=1.0)
+    torch.testing.assert_close(model.autoregressive.weight.T, coefficients, atol=0.01, rtol=0)
 
 
 def small_sources(seed):

@@ -11,11 +11,11 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cryptopred import topics
-from cryptopred.db.schema import TABLES, TOPIC_TABLES, app_created_tables
-from cryptopred.settings import ENV_PREFIX
-from cryptopred.testing.kuberay_checks import parse_tables
-from cryptopred.testing.kuberay_render import (
+from cryptopred_core import topics
+from cryptopred_core.db.schema import TABLES, app_written_tables
+from cryptopred_core.settings import ENV_PREFIX
+from cryptopred_testsupport.kuberay.checks import parse_tables
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     OVERLAYS,
     ROOT,
@@ -95,29 +95,16 @@ def test_render_script_rejects_a_serve_yaml_without_applications(tmp_path: Path)
 def test_risingwave_tables_match_the_table_contract() -> None:
     sql_text = (KUBERAY / "base" / "risingwave" / "init.sql").read_text()
     tables = parse_tables(sql_text)
-    # The SQL creates the tables that ingest topics (and some others); the stream job's entry
-    # point creates every table but those (app_created_tables), so the cluster has them all.
-    ingesting = {name for name, parsed in tables.items() if parsed["options"]}
-    assert ingesting == set(TOPIC_TABLES)
-    assert set(tables) <= set(TABLES), set(tables) - set(TABLES)
-    created_by_app = {t.name for t in app_created_tables("risingwave")}
-    assert not ingesting & created_by_app
-    assert set(tables) | created_by_app == set(TABLES)
-    env = one(render("dev"), "ConfigMap", "cryptopred-env")["data"]
+    # The Job creates every table the app writes, as plain tables: no Kafka connector, so the
+    # app is each table's one writer (and the stream job creating them first changes nothing).
+    assert list(tables) == [t.name for t in app_written_tables("risingwave")]
     for name, parsed in tables.items():
         table = TABLES[name]
         expected = [(c.name, c.sql_type("risingwave"), c.nullable) for c in table.columns]
         assert parsed["columns"] == expected, name
         assert parsed["primary_key"] == table.primary_key, name
-    for topic in sorted(ingesting):
-        parsed = tables[topic]
-        assert parsed["options"] == {
-            "connector": "kafka",
-            "topic": topic,
-            "properties.bootstrap.server": env["CRYPTOPRED_KAFKA_BOOTSTRAP"],
-            "scan.startup.mode": "earliest",
-        }
-        assert parsed["format"] == ("PLAIN", "JSON")
+        assert parsed["options"] == {} and parsed["format"] is None, name
+    env = one(render("dev"), "ConfigMap", "cryptopred-env")["data"]
     assert env["CRYPTOPRED_DB_DIALECT"] == "risingwave"
 
 

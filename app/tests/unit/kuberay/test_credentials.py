@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from cryptopred.dashboards import targets as tg
-from cryptopred.testing.kuberay_checks import parse_tables
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.checks import parse_tables
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     OVERLAYS,
     ROOT,

@@ -15,8 +15,8 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cryptopred.testing.kuberay_checks import not_digest_pinned
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.checks import not_digest_pinned
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     ROOT,
     containers,

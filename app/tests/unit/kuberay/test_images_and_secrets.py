@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cryptopred.testing.kuberay_checks import image_problem, plaintext_secrets
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.checks import image_problem, plaintext_secrets
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     OVERLAYS,
     Obj,

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cryptopred.settings import ENV_PREFIX, Settings
 from cryptopred.stack.parts import all_parts
-from cryptopred.testing.kuberay_render import KUBERAY, make_kuberay, one, render
+from cryptopred_core.settings import ENV_PREFIX, Settings
 from cryptopred_serving.settings import ServeSettings
+from cryptopred_testsupport.kuberay.render import KUBERAY, make_kuberay, one, render
 
 _FORWARD = re.compile(r"port-forward svc/(?P<svc>[\w.-]+) (?P<local>\d+):(?P<remote>\d+)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from cryptopred.testing.kuberay_render import KUBERAY, ROOT, make_kuberay, one, render, tool
+from cryptopred_testsupport.kuberay.render import KUBERAY, ROOT, make_kuberay, one, render, tool
 
 MAKE_TARGETS = (
     "cluster-up",
@@ -23,6 +23,7 @@ MAKE_TARGETS = (
     "kind-load",
     "secrets",
     "serve-config",
+    "kuberay-init-sql",
     "pin-images",
 )
 

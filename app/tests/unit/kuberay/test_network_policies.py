@@ -1,6 +1,6 @@
 """Who may reach MLflow, the Ray dashboard and job API, Serve, Grafana and kafka-ui.
 
-The rendered NetworkPolicies are evaluated offline (cryptopred.testing.kuberay_netpol) for
+The rendered NetworkPolicies are evaluated offline (cryptopred_testsupport.kuberay.netpol) for
 every pod of the overlay plus pods outside it: the KubeRay operator, the Prometheus add-on,
 an ingress controller whose namespace opts in, a stranger in another namespace and an
 unlabelled pod started in this namespace.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred.testing.kuberay_netpol import (
+from cryptopred_testsupport.kuberay.netpol import (
     Pod,
     find,
     ingress_allowed,
@@ -18,7 +18,7 @@ from cryptopred.testing.kuberay_netpol import (
     policies_of,
     selecting_policies,
 )
-from cryptopred.testing.kuberay_render import OVERLAYS, Obj, of_kind, render, risingwave_values
+from cryptopred_testsupport.kuberay.render import OVERLAYS, Obj, of_kind, render, risingwave_values
 
 OPERATOR_NAMESPACE = "kuberay-system"  # KUBERAY_NAMESPACE of kuberay/Makefile.mk
 INGRESS_NAMESPACE_LABEL = {"cryptopred.io/ingress": "true"}

@@ -11,12 +11,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cryptopred.testing.kuberay_checks import (
+from cryptopred_testsupport.kuberay.checks import (
     cluster_rule_problems,
     job_rule_problems,
     unknown_fields,
 )
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.render import (
     K8S_VERSION,
     KUBERAY,
     NAMESPACE,

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     OVERLAYS,
     Obj,

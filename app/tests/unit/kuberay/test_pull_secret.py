@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cryptopred.testing.kuberay_render import KUBERAY, containers, of_kind, pod_specs, render
+from cryptopred_testsupport.kuberay.render import KUBERAY, containers, of_kind, pod_specs, render
 
 OUR_IMAGE = re.compile(r"(^|/)cryptopred-(ray|mlflow)[:@]")
 PULL_SECRET = "cryptopred-registry"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.render import (
     DEV_BUDGET,
     DEV_REQUEST_MEM,
     KUBERAY,

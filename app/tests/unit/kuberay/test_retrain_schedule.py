@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cryptopred.testing.kuberay_render import OVERLAYS, Obj, one, render
+from cryptopred_testsupport.kuberay.render import OVERLAYS, Obj, one, render
 from cryptopred_training.retrain.schedule import cron_schedule, parse_duration_s, parse_every_s
 
 UTC_ZONES = ("UTC", "Etc/UTC")

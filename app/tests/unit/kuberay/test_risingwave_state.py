@@ -6,7 +6,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from cryptopred.testing.kuberay_render import OVERLAYS, memory, risingwave_values
+from cryptopred_testsupport.kuberay.render import OVERLAYS, memory, risingwave_values
 
 
 def _under(path: str, directory: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cryptopred.testing.kuberay_render import (
+from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
     Obj,
     of_kind,

@@ -1,7 +1,7 @@
 """Ray job entry point: `ray job submit --working-dir . -- python -m cryptopred_ingest.stream.job`.
 
-Creates the topics and the tables the stages and sources write (on RisingWave, all but those
-kuberay/base/risingwave/init.sql creates with a Kafka connector), starts the stage actors against
+Creates the topics and the tables the stages and sources write (the same ones
+kuberay/base/risingwave/init.sql creates on RisingWave), starts the stage actors against
 the cluster the job runs in and reports their status until the job is stopped (SIGTERM/SIGINT),
 then stops them. `--detach` returns right after starting.
 """
@@ -13,19 +13,19 @@ import signal
 import sys
 import threading
 
-from cryptopred.db import app_created_tables, connect, create_schema
-from cryptopred.kafka import ensure_topics
-from cryptopred.retry import db_retrying
-from cryptopred.settings import Settings, SettingsError
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.db import app_written_tables, connect, create_schema
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.retry import db_retrying
+from cryptopred_core.settings import Settings, SettingsError
+from cryptopred_core.topics import ALL_TOPICS
 from cryptopred_ingest.stream.actors import pipeline_status, start_pipeline, stop_pipeline
 from cryptopred_ingest.stream.settings import load_stream_settings
 
 
 def ensure_tables(settings: Settings) -> list[str]:
-    """Create the tables the job's stages and sources need and nothing else creates, if missing
-    (idempotent; retried while the DB is unreachable); returns their names."""
-    chosen = app_created_tables(settings.db_dialect)
+    """Create the tables the app writes, if missing (idempotent; retried while the DB is
+    unreachable); returns their names."""
+    chosen = app_written_tables(settings.db_dialect)
     for attempt in db_retrying("creating the tables", settings.db_retry_max_s):
         with attempt, connect(settings.db_url, autocommit=True) as conn:
             create_schema(conn, settings.db_dialect, chosen)

@@ -1,1 +1,0 @@
-"""Pytest fixtures that start real services once per test session (loaded by the root conftest)."""

@@ -1,1 +1,0 @@
-"""Test helpers that ship with the package (fake exchange servers on loopback)."""

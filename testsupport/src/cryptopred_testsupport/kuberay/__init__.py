@@ -1,0 +1,2 @@
+"""Offline checks of the kuberay manifests: render the overlays, inspect objects, evaluate
+NetworkPolicies."""
