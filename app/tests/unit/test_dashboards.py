@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cryptopred import metric_names as mn
 from cryptopred.dashboards import __main__ as build_cli
 from cryptopred.dashboards import build_all
 from cryptopred.dashboards import targets as tg
 from cryptopred.dashboards.grafana import GRID_WIDTH, Json
+from cryptopred_core import metric_names as mn
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "dashboards"

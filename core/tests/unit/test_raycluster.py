@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.raycluster import (
+from cryptopred.testing.haproxy import start_haproxy
+from cryptopred_core.ports import ephemeral_port_range, free_listen_port, port_in_use
+from cryptopred_core.raycluster import (
     RAY_JOB_ENVIRONMENT,
     NoRayClusterError,
     choose_ray_address,
@@ -22,9 +24,7 @@ from cryptopred.raycluster import (
     serve_run_dir,
     stop_haproxy,
 )
-from cryptopred.settings import Settings, SettingsError, load_settings
-from cryptopred.stack.process import ephemeral_port_range, free_listen_port, port_in_use
-from cryptopred.testing.haproxy import start_haproxy
+from cryptopred_core.settings import Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -12,13 +12,13 @@ import threading
 import time
 from typing import Any
 
-from cryptopred.metric_names import (
+from cryptopred_core.metric_names import (
     INGEST_COUNTERS,
     INGEST_RESTARTS,
     INGEST_TRADES_PER_S,
     create_metric,
 )
-from cryptopred.supervision import ray_supervisor
+from cryptopred_core.supervision import ray_supervisor
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec, build_runner
@@ -30,7 +30,7 @@ METRICS_EVERY_S = 1.0
 
 
 def supervision_key(namespace: str, name: str) -> str:
-    """Key of a source actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a source actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{namespace}/{name}"
 
 

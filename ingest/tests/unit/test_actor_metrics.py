@@ -1,4 +1,4 @@
-"""The stage and source actors record exactly the metrics `cryptopred.metric_names` defines,
+"""The stage and source actors record exactly the metrics `cryptopred_core.metric_names` defines,
 with the actor's tag, and count what their stats report (real `ray.util.metrics` recorders,
 which need no running Ray to be created)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptopred import metric_names as mn
+from cryptopred_core import metric_names as mn
 from cryptopred_ingest.actors import _SourceMetrics
 from cryptopred_ingest.stream.actors import _StageMetrics
 

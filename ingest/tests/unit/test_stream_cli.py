@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.raycluster import RAY_JOB_ENVIRONMENT
-from cryptopred.stack.process import free_listen_port
+from cryptopred_core.ports import free_listen_port
+from cryptopred_core.raycluster import RAY_JOB_ENVIRONMENT
 from cryptopred_ingest.stream_cli import app
 
 

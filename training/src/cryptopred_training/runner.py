@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from cryptopred.raycluster import connect_ray
+from cryptopred_core.raycluster import connect_ray
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split

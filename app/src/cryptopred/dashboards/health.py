@@ -4,8 +4,6 @@ exporter adds the `ray_` prefix), and freshness and write rates from the tables.
 
 from __future__ import annotations
 
-from cryptopred import metric_names as mn
-from cryptopred import tables
 from cryptopred.dashboards.grafana import (
     Json,
     bars,
@@ -18,6 +16,8 @@ from cryptopred.dashboards.grafana import (
     table,
     timeseries,
 )
+from cryptopred_core import metric_names as mn
+from cryptopred_core import tables
 
 UID = "cryptopred-health"
 

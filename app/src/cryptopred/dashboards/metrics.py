@@ -1,6 +1,6 @@
 """Which Prometheus series the dashboards can read, as Ray's exporter names them.
 
-The project's series: every metric of `cryptopred.metric_names` registered with Ray's own
+The project's series: every metric of `cryptopred_core.metric_names` registered with Ray's own
 OpenTelemetry recorder, the one the Ray metrics agent serves to Prometheus, and the sample names
 it exposes read back (with Ray's `ray_` prefix and the `_total` / `_bucket` / `_sum` / `_count`
 suffixes). Ray's series: the metric names the PromQL of Ray's own Grafana dashboards selects
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 
 from cryptopred.dashboards.targets import promql_metric_names
-from cryptopred.metric_names import PROJECT_METRICS, Metric
+from cryptopred_core.metric_names import PROJECT_METRICS, Metric
 
 PROBE_TAGS = {"probe": "1"}
 

@@ -14,17 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred.metric_names import (
+from cryptopred_core.metric_names import (
     STREAM_COUNTERS,
     STREAM_LAG,
     STREAM_LAST_EVENT_MS,
     STREAM_RESTARTS,
     create_metric,
 )
-from cryptopred.pipeline.runner import RunnerStats, StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import connect_ray
-from cryptopred.supervision import crash_record, ray_supervisor
+from cryptopred_core.pipeline.runner import RunnerStats, StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.raycluster import connect_ray
+from cryptopred_core.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
@@ -38,7 +38,7 @@ def actor_name(stage: str, replica: int) -> str:
 
 
 def supervision_key(settings: StreamSettings, stage: str, replica: int) -> str:
-    """Key of a stage actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a stage actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{settings.ray_namespace}/{actor_name(stage, replica)}"
 
 

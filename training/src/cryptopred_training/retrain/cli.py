@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _settings() -> Any:
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
     from cryptopred_training.settings import TrainSettings
 
     try:
@@ -39,7 +39,7 @@ def _settings() -> Any:
 
 def _join_cluster(settings: Any) -> None:
     """Join the running Ray cluster; the scheduler must outlive this command."""
-    from cryptopred.raycluster import NoRayClusterError, connect_ray
+    from cryptopred_core.raycluster import NoRayClusterError, connect_ray
 
     try:
         connect_ray(settings, log_to_driver=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ray.util import metrics
 
-from cryptopred import metric_names as mn
+from cryptopred_core import metric_names as mn
 
 
 def test_names_are_unique_and_the_projects_are_prefixed() -> None:
