@@ -75,7 +75,7 @@ fmt: sync ## Format and autofix with ruff
 	$(RUN) ruff check --fix .
 
 typecheck: sync ## mypy over every member
-	$(RUN) mypy app/src ingest/src training/src serving/src testsupport/src
+	$(RUN) mypy core/src app/src ingest/src training/src serving/src testsupport/src
 
 check: lint typecheck test ## Lint, typecheck and test
 

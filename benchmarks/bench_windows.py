@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Trade, encode
+from cryptopred_core.pipeline.stage import Emit
+from cryptopred_core.records import Trade, encode
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.windows import CandleBuilder
 

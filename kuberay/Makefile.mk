@@ -36,7 +36,7 @@ TRAIN_PAIRS ?= BTC/USD ETH/USD
 # Ray Tune trials per training run (1: no search)
 TRAIN_TRIALS ?= 1
 DASHBOARDS_DIR ?= dashboards
-# The RisingWave schema script that `make kuberay-init-sql` renders (cryptopred.db.risingwave_init)
+# The RisingWave schema script that `make kuberay-init-sql` renders (cryptopred_core.db.risingwave_init)
 RW_INIT_SQL ?= $(KR_DIR)/base/risingwave/init.sql
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
 RUN ?= uv run --frozen
@@ -187,5 +187,5 @@ pin-images: ## Pin the prod overlay's images by digest (DIGEST_RESOLVER; IMAGE_R
 serve-config: ## Regenerate the RayService's serveConfigV2 from serving/serve_config.yaml
 	$(RUN) python $(KR_DIR)/render_serve_config.py
 
-kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred.db)
-	$(RUN) python -m cryptopred.db.risingwave_init --write $(RW_INIT_SQL)
+kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred_core.db)
+	$(RUN) python -m cryptopred_core.db.risingwave_init --write $(RW_INIT_SQL)

@@ -16,8 +16,8 @@ import psutil
 import psycopg
 import pytest
 
-from cryptopred.raycluster import serve_run_dir
-from cryptopred.stack.process import free_port
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import serve_run_dir
 
 from .embedded_stack import CLI, run, stack_environ
 
@@ -223,8 +223,8 @@ def http_text(url):
 def test_a_trust_data_folder_is_converted_and_passwords_rotate(tmp_path):
     """A data folder from before passwords (initdb --auth=trust) asks for one after `up`, and
     deleting the owner's password file gives it a new password on the next start."""
-    from cryptopred.settings import Settings
     from cryptopred.stack.postgres import Postgres
+    from cryptopred_core.settings import Settings
 
     settings = Settings(data_dir=tmp_path, postgres_port=free_port())
     part = Postgres(settings)

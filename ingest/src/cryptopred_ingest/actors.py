@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from cryptopred.supervision import ray_supervisor
+from cryptopred_core.supervision import ray_supervisor
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec, build_runner
@@ -25,7 +25,7 @@ _METRICS = ("trades", "rejects", "reconnects", "gaps_repaired")
 
 
 def supervision_key(namespace: str, name: str) -> str:
-    """Key of a source actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a source actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{namespace}/{name}"
 
 

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.kafka import ensure_topics
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.settings import SettingsError, _split_csv
-from cryptopred.topics import DLQ, TRADES
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.raycluster import prepare_ray_auth
+from cryptopred_core.settings import SettingsError, _split_csv
+from cryptopred_core.topics import DLQ, TRADES
 from cryptopred_ingest.publish import DeliveryError, make_publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
 from cryptopred_ingest.sources.factory import (

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import SettingsError
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.settings import SettingsError
+from cryptopred_core.topics import ALL_TOPICS
 from cryptopred_ingest.stream.settings import StreamSettings, load_stream_settings
 
 app = typer.Typer(help="Streaming stages: candles, indicators and the DB sink as Ray actors.")

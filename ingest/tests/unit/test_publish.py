@@ -1,6 +1,6 @@
 import msgspec
 
-from cryptopred.records import DeadLetter, Trade, decode
+from cryptopred_core.records import DeadLetter, Trade, decode
 from cryptopred_ingest.pacing import Pacer, parse_speed
 from cryptopred_ingest.publish import Batch, Publisher, Reject, make_trade
 from cryptopred_testsupport.memory import MemoryProducer

@@ -2,9 +2,9 @@
 
 from confluent_kafka import Message
 
-from cryptopred import tables, topics
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Candle, IndicatorRow, encode, to_dict
+from cryptopred_core import tables, topics
+from cryptopred_core.pipeline.stage import Emit
+from cryptopred_core.records import Candle, IndicatorRow, encode, to_dict
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.sink import SinkStage
 from cryptopred_ingest.stream.stages import build_stage

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cryptopred.records import Trade, encode
+from cryptopred_core.records import Trade, encode
 from cryptopred_ingest.sources.synthetic import generate, pair_model
 
 PAIRS = ["BTC/USD", "ETH/EUR", "XRP/USD", "ABC/XYZ"]

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import msgspec
 from confluent_kafka import Message
 
-from cryptopred import tables, topics
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Candle, Trade, decode, encode
+from cryptopred_core import tables, topics
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.pipeline.stage import Emit
+from cryptopred_core.records import Candle, Trade, decode, encode
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_testsupport.candle_cases import GRACE_MS, finals, make_trades, run
 

@@ -19,9 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle as _Handle
 
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import serve_grpc_on_node_address
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.bodies import predict_body_openapi, read_predict
 from cryptopred_serving.calibration import CalibrationMonitor, policy_of

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import psycopg
 from pydantic import BaseModel
 
-from cryptopred.db import connect
-from cryptopred.records import IndicatorRow, RecordError
+from cryptopred_core.db import connect
+from cryptopred_core.records import IndicatorRow, RecordError
 from cryptopred_serving import queries
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.settings import SettingsError
+from cryptopred_core.raycluster import prepare_ray_auth
+from cryptopred_core.settings import SettingsError
 from cryptopred_serving.deploy import base_url, delete_app, deploy_app
 from cryptopred_serving.settings import ServeSettings, load_serve_settings
 

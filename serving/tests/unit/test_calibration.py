@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cryptopred.records import PredictionOutcome
-from cryptopred.settings import SettingsError
+from cryptopred_core.records import PredictionOutcome
+from cryptopred_core.settings import SettingsError
 from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy, policy_of
 from cryptopred_serving.champions import Champion
 from cryptopred_serving.outcomes import pinball_price

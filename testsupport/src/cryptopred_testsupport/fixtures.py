@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from cryptopred.raycluster import (
+from cryptopred.stack.parts import Broker, Mlflow, Postgres
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import (
     keep_workers_in_this_env,
     remove_serve_run_dir,
     secure_local_ray,
     serve_ingress_environ,
 )
-from cryptopred.settings import Settings
-from cryptopred.stack.parts import Broker, Mlflow, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core.settings import Settings
 
 SHARED_DIR = Path(__file__).resolve().parents[3].parent / "shared"
 
@@ -59,7 +59,7 @@ def broker(base_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def postgres(base_settings: Settings) -> Iterator[Settings]:
     """A real embedded PostgreSQL with the schema; yields settings whose `db_url` reach it."""
-    from cryptopred.db import connect, create_schema
+    from cryptopred_core.db import connect, create_schema
 
     part = Postgres(base_settings)
     part.start()

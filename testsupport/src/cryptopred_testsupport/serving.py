@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopred import topics
-from cryptopred.records import IndicatorRow, Prediction, decode, field_names
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.records import IndicatorRow, Prediction, decode, field_names
+from cryptopred_core.settings import Settings
 from cryptopred_serving.pairs import model_name
 
 

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import psutil
 
-from cryptopred import topics
-from cryptopred.db import connect
-from cryptopred.kafka import make_producer
-from cryptopred.records import Trade, encode
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.db import connect
+from cryptopred_core.kafka import make_producer
+from cryptopred_core.records import Trade, encode
+from cryptopred_core.settings import Settings
 from cryptopred_ingest.stream.actors import actor_name, connect_ray, pipeline_status
 
 log = logging.getLogger(__name__)

@@ -97,7 +97,7 @@ def train(
     import psycopg
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
     from cryptopred_training.dataset import DataValidationError
     from cryptopred_training.runner import TrainRequest
     from cryptopred_training.runner import train as run_job

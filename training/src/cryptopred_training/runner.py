@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from cryptopred.raycluster import prepare_ray_auth
+from cryptopred_core.raycluster import prepare_ray_auth
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split

@@ -116,7 +116,7 @@ def test_a_bad_retraining_setting_fails_with_one_line(
 ) -> None:
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
 
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError) as caught:

@@ -4,7 +4,6 @@ exporter adds the `ray_` prefix), and freshness and write rates from the tables.
 
 from __future__ import annotations
 
-from cryptopred import tables
 from cryptopred.dashboards.grafana import (
     Json,
     bars,
@@ -17,6 +16,7 @@ from cryptopred.dashboards.grafana import (
     table,
     timeseries,
 )
+from cryptopred_core import tables
 
 UID = "cryptopred-health"
 

@@ -28,7 +28,13 @@ from typing import Any, Literal
 Kind = Literal["counter", "gauge", "histogram"]
 KINDS: dict[str, Kind] = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram"}
 
-PROJECT_PACKAGES = ("cryptopred", "cryptopred_ingest", "cryptopred_training", "cryptopred_serving")
+PROJECT_PACKAGES = (
+    "cryptopred_core",
+    "cryptopred",
+    "cryptopred_ingest",
+    "cryptopred_training",
+    "cryptopred_serving",
+)
 # Ray's metrics that are defined in Python: Serve (latency, requests, replicas) and the
 # per-node gauges of the dashboard agent (CPU, memory).
 RAY_PACKAGES = ("ray.serve", "ray.dashboard.modules.reporter")

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from cryptopred.db import connect, create_schema, fetch_all
 from cryptopred.demo.settings import DemoSettings
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import Settings
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.db import connect, create_schema, fetch_all
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.settings import Settings
+from cryptopred_core.topics import ALL_TOPICS
 
 Say = Callable[[str], None]
 SOURCE_ACTOR = "demo-source"

@@ -11,9 +11,9 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from cryptopred.stack.credentials import read_or_create_secret, write_private
 from cryptopred.stack.part import Part
 from cryptopred.stack.process import PartError, last_line, stop_group
+from cryptopred_core.credentials import read_or_create_secret, write_private
 
 #: the role Grafana's SQL datasource uses: it may connect and SELECT, nothing else
 GRAFANA_ROLE = "cryptopred_grafana"

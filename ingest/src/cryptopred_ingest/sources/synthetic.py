@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.publish import Batch
 
 SOURCE = "synthetic"

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred.pipeline.runner import RunnerStats, StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.supervision import crash_record, ray_supervisor
+from cryptopred_core.pipeline.runner import RunnerStats, StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.raycluster import prepare_ray_auth
+from cryptopred_core.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
@@ -31,7 +31,7 @@ def actor_name(stage: str, replica: int) -> str:
 
 
 def supervision_key(settings: StreamSettings, stage: str, replica: int) -> str:
-    """Key of a stage actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a stage actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{settings.ray_namespace}/{actor_name(stage, replica)}"
 
 

@@ -17,18 +17,18 @@ from typing import Protocol, TypeVar
 import psycopg
 from confluent_kafka import Message
 
-from cryptopred import tables, topics
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.pipeline.checkpoints import (
+from cryptopred_core import tables, topics
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.pipeline.checkpoints import (
     load_checkpoints,
     load_pair_state,
     load_pair_states,
     load_source_watermarks,
 )
-from cryptopred.pipeline.resume import ResumePoint
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
-from cryptopred.retry import DbCalls
+from cryptopred_core.pipeline.resume import ResumePoint
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import RecordError, Trade, decode, decode_trade_wire, encode
+from cryptopred_core.retry import DbCalls
 from cryptopred_ingest.windows import LATE, CandleBuilder
 from cryptopred_ingest.windows_state import NEVER
 

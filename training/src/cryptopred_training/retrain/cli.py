@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _settings() -> Any:
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
     from cryptopred_training.settings import TrainSettings
 
     try:
@@ -49,7 +49,7 @@ def _join_cluster(settings: Any) -> None:
             f"no Ray cluster answers at {settings.ray_gcs_address}; start the stack with "
             "`cryptopred up`"
         )
-    from cryptopred.raycluster import prepare_ray_auth
+    from cryptopred_core.raycluster import prepare_ray_auth
 
     prepare_ray_auth(settings)
     import ray
