@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from cryptopred.records import Trade, decode
-from cryptopred.settings import Settings
+from cryptopred_core.records import Trade, decode
+from cryptopred_core.settings import Settings
 from cryptopred_ingest.stream.actors import stop_pipeline
 from cryptopred_ingest.stream.job import LIVE_SOURCE_ACTOR, main, stop_live_source
 from cryptopred_ingest.stream.settings import load_stream_settings

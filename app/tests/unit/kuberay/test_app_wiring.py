@@ -11,9 +11,9 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cryptopred import topics
-from cryptopred.db.schema import TABLES, app_written_tables
-from cryptopred.settings import ENV_PREFIX
+from cryptopred_core import topics
+from cryptopred_core.db.schema import TABLES, app_written_tables
+from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_testsupport.kuberay.checks import parse_tables
 from cryptopred_testsupport.kuberay.render import (

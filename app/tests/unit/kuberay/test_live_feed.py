@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from cryptopred.settings import ENV_PREFIX
+from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.stream.job import build_parser
 from cryptopred_testsupport.kuberay.render import OVERLAYS, Obj, one, render

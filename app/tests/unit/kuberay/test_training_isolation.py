@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred.settings import ENV_PREFIX
+from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_testsupport.kuberay.render import (
     OVERLAYS,
     RETRAIN_HEADROOM,

@@ -15,11 +15,11 @@ import signal
 import sys
 import threading
 
-from cryptopred.db import app_written_tables, connect, create_schema
-from cryptopred.kafka import ensure_topics
-from cryptopred.retry import db_retrying
-from cryptopred.settings import Settings, SettingsError
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.db import app_written_tables, connect, create_schema
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.retry import db_retrying
+from cryptopred_core.settings import Settings, SettingsError
+from cryptopred_core.topics import ALL_TOPICS
 from cryptopred_ingest.settings import load_ingest_settings
 from cryptopred_ingest.stream.actors import (
     connect_ray,
