@@ -157,8 +157,8 @@ port-forward: ## Forward Grafana :23000, MLflow :25000, Kafka UI :28080, Serve :
 ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:28265
 	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265
 
-submit-stream: ## ray job submit the streaming pipeline to the RayCluster (RAY_JOB_ADDRESS)
-	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job
+submit-stream: ## ray job submit the streaming pipeline and the live Kraken source to the RayCluster (RAY_JOB_ADDRESS)
+	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job --live-source
 
 submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one after the other
 	@for pair in $(TRAIN_PAIRS); do \
