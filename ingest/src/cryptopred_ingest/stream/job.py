@@ -22,10 +22,10 @@ from cryptopred_core.settings import Settings, SettingsError
 from cryptopred_core.topics import ALL_TOPICS
 from cryptopred_ingest.settings import load_ingest_settings
 from cryptopred_ingest.stream.actors import (
-    connect_ray,
     pipeline_status,
     start_pipeline,
     stop_pipeline,
+    stream_ray,
 )
 from cryptopred_ingest.stream.settings import StreamSettings, load_stream_settings
 
@@ -51,7 +51,7 @@ def start_live_source(settings: StreamSettings) -> str:
     from cryptopred_ingest.sources.factory import SourceSpec
 
     ingest = load_ingest_settings(ray_address=settings.ray_address)
-    connect_ray(settings)
+    stream_ray(settings)
     spec = SourceSpec("live", pairs=tuple(ingest.pairs))
     start_source_actor(spec, ingest, LIVE_SOURCE_ACTOR, settings.ray_namespace, detached=True)
     return LIVE_SOURCE_ACTOR
@@ -61,7 +61,7 @@ def live_source_status(settings: StreamSettings, timeout_s: float = 10) -> str |
     """One status line of the live source actor; None when there is none."""
     from cryptopred_ingest.cli import source_status_line
 
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     try:
         actor = ray.get_actor(LIVE_SOURCE_ACTOR, namespace=settings.ray_namespace)
     except ValueError:
@@ -76,7 +76,7 @@ def live_source_status(settings: StreamSettings, timeout_s: float = 10) -> str |
 def stop_live_source(settings: StreamSettings, timeout_s: float = 60) -> bool:
     """Stop the live source (it flushes and saves its state), then remove its actor; False
     when there was none."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     try:
         actor = ray.get_actor(LIVE_SOURCE_ACTOR, namespace=settings.ray_namespace)
     except ValueError:
