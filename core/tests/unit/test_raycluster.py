@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.testing.haproxy import start_haproxy
 from cryptopred_core.ports import ephemeral_port_range, free_listen_port, port_in_use
 from cryptopred_core.raycluster import (
     RAY_JOB_ENVIRONMENT,
@@ -25,6 +24,7 @@ from cryptopred_core.raycluster import (
     stop_haproxy,
 )
 from cryptopred_core.settings import Settings, SettingsError, load_settings
+from cryptopred_testsupport.haproxy import start_haproxy
 
 
 @pytest.fixture(autouse=True)
