@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2500, help="rows per random walk")
-    parser.add_argument("--planted-rows", type=int, default=20_000)
+    parser.add_argument("--planted-rows", type=int, default=50_000)
     parser.add_argument("--planted-epochs", type=int, default=20)
     parser.add_argument("--skip-false-promotions", action="store_true")
     args = parser.parse_args()
