@@ -21,7 +21,7 @@ from cryptopred_core.settings import Settings
 from cryptopred_core.topics import DLQ, TRADES
 from cryptopred_ingest.cli import FAST_PRODUCER
 from cryptopred_ingest.publish import make_publisher
-from cryptopred_ingest.runner import pump
+from cryptopred_ingest.pump import pump
 from cryptopred_ingest.sources.kraken_csv import CsvTrades
 
 

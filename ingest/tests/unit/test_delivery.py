@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from cryptopred_core.records import Trade
 from cryptopred_ingest.backfill import Cursor, CursorStore, backfill_pair
 from cryptopred_ingest.publish import Batch, DeliveryError, DeliveryTracker, Publisher
-from cryptopred_ingest.runner import pump
+from cryptopred_ingest.pump import pump
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.kraken_rest import Page

@@ -8,5 +8,5 @@ The job: `settings` (TrainSettings), `source` (DB read), `ray_fit` (TorchTrainer
 `champion` (current champion on the new test split), `mlflow_model` (pyfunc model logged from
 code, `pyfunc_code`), `model_card` (the card that makes a logged model data), `registry`
 (registered versions loaded from card and state file), `tracking` (MLflow run, registry,
-alias), `runner` (the whole job), `cli` / `job` (entry points).
+alias), `train_run` (the whole job), `cli` / `job` (entry points).
 """

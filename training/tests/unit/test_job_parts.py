@@ -8,9 +8,9 @@ import pytest
 import typer
 
 from cryptopred_training.cli import parse_horizons, parse_time_ms
-from cryptopred_training.runner import run_name_for
 from cryptopred_training.settings import TrainSettings, model_name
 from cryptopred_training.source import COLUMNS, indicator_query
+from cryptopred_training.train_run import run_name_for
 
 
 def test_env_overrides_reach_the_train_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,7 +78,7 @@ def test_cli_parsers() -> None:
 def test_a_worker_asks_for_no_more_cpus_than_are_free(
     free: float, workers: int, expected: float
 ) -> None:
-    from cryptopred_training.runner import share_of_free_cpus
+    from cryptopred_training.train_run import share_of_free_cpus
 
     assert share_of_free_cpus(free, workers) == pytest.approx(expected)
 
@@ -115,7 +115,7 @@ def test_retraining_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_training_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
-    from cryptopred_training.runner import training_lock
+    from cryptopred_training.train_run import training_lock
 
     said: list[str] = []
     settings = TrainSettings(data_dir=tmp_path, train_lock_timeout_s=0.5)
@@ -133,7 +133,7 @@ def test_a_search_cannot_resume(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from cryptopred_training.cli import app
-    from cryptopred_training.runner import TrainRequest
+    from cryptopred_training.train_run import TrainRequest
 
     env = {"CRYPTOPRED_DATA_DIR": str(tmp_path)}
     done = CliRunner().invoke(app, ["--pair", "BTC/USD", "--trials", "3", "--resume"], env=env)

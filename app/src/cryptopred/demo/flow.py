@@ -254,7 +254,7 @@ class Demo:
 
     def train_models(self) -> None:
         from cryptopred_training.dataset import DataValidationError
-        from cryptopred_training.runner import TrainRequest, train
+        from cryptopred_training.train_run import TrainRequest, train
 
         for pair in self.pairs:
             self.say(f"training {pair} ({self.candle_seconds} s candles) on Ray Train ...")

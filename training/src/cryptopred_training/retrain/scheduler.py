@@ -333,7 +333,7 @@ def retrain_in_process(settings: TrainSettings, say: Any = print) -> list[str]:
     the names whose run failed (each logged to MLflow with its reason)."""
     from mlflow import MlflowClient
 
-    from cryptopred_training.runner import TrainRequest, train
+    from cryptopred_training.train_run import TrainRequest, train
 
     client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
     failed = []

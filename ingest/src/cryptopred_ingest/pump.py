@@ -1,4 +1,4 @@
-"""Drives a batch source into a Publisher, optionally paced in event time."""
+"""Pumps a batch source into a Publisher, optionally paced in event time."""
 
 from __future__ import annotations
 

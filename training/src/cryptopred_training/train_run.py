@@ -1,4 +1,4 @@
-"""The training job: read and validate, connect Ray, fit with Ray Train, evaluate, log, decide."""
+"""One training run: read and validate, connect Ray, fit with Ray Train, evaluate, log, decide."""
 
 from __future__ import annotations
 
