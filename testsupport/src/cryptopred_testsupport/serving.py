@@ -37,7 +37,7 @@ def train_and_register(
     from mlflow import MlflowClient
 
     from cryptopred_training.config import TrainConfig
-    from cryptopred_training.pipeline import prepare_data, run_training
+    from cryptopred_training.flow import prepare_data, run_training
     from cryptopred_training.tracking import log_training
 
     candle_seconds = int(frame["candle_seconds"].iloc[0])

@@ -2,7 +2,8 @@
 
 Ray-free core: `dataset` (validation), `features` (features, targets, splits, Normalizer),
 `models` (baselines, causal transformer), `steps` (train_step, eval_step, fit), `evaluation`
-(metrics, walk-forward), `plots`, `promotion`, `predictor`, `synthetic`, `pipeline`.
+(metrics, walk-forward), `plots`, `promotion`, `predictor`, `synthetic`, `flow` (prepare, fit,
+score and decide).
 
 The job: `settings` (TrainSettings), `source` (DB read), `ray_fit` (TorchTrainer),
 `champion` (current champion on the new test split), `mlflow_model` (pyfunc model logged from

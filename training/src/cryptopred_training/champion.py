@@ -17,8 +17,8 @@ from cryptopred_training.features import (
     compute_features,
     gather_windows,
 )
+from cryptopred_training.flow import PreparedData
 from cryptopred_training.model_card import Forecaster
-from cryptopred_training.pipeline import PreparedData
 from cryptopred_training.predictor import PricePredictor
 from cryptopred_training.promotion import per_origin_loss
 

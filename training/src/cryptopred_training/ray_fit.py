@@ -1,4 +1,4 @@
-"""Ray Train: a TorchTrainer fit of the transformer with the `fit` signature of `pipeline`.
+"""Ray Train: a TorchTrainer fit of the transformer with the `fit` signature of `flow`.
 
 `train_loop_per_worker` runs `train_step` over this worker's shard of the train windows and
 `eval_step` over all validation windows (so every worker takes the same early-stopping
@@ -230,7 +230,7 @@ def fit_keeping_sigint(trainer: Any) -> Any:
 def ray_fitter(
     options: RayFitOptions, normalizer: Normalizer | None = None
 ) -> Callable[..., FitResult]:
-    """A `pipeline.Fitter` that trains with a TorchTrainer and leaves the best weights in place."""
+    """A `flow.Fitter` that trains with a TorchTrainer and leaves the best weights in place."""
 
     def fit_with_ray(
         model: CausalTransformer,
@@ -294,7 +294,7 @@ def ray_fitter(
 
 
 def numbered_ray_fitter(options: RayFitOptions, label: str = "fold") -> Callable[..., FitResult]:
-    """A `pipeline.Fitter` whose n-th fit (from 1) is a TorchTrainer run named
+    """A `flow.Fitter` whose n-th fit (from 1) is a TorchTrainer run named
     `<run_name>-<label><n>` with the same workers, devices and storage: the walk-forward
     folds' fits, each resumable under its own name."""
     count = itertools.count(1)

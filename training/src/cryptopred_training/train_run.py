@@ -16,7 +16,7 @@ from cryptopred_core.raycluster import connect_ray
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.dataset import DataValidationError
 from cryptopred_training.features import chronological_split
-from cryptopred_training.pipeline import (
+from cryptopred_training.flow import (
     PreparedData,
     TrainingOutcome,
     fit_normalizer,

@@ -15,7 +15,7 @@ from cryptopred_training.features import (
     horizon_steps,
     valid_window_ends,
 )
-from cryptopred_training.pipeline import fit_normalizer, prepare_data
+from cryptopred_training.flow import fit_normalizer, prepare_data
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
 CONFIG = TrainConfig(window_steps=16, min_rows=500)

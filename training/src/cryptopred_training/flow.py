@@ -1,4 +1,4 @@
-"""Ray-free training pipeline: validate, build features, fit the models, score and decide.
+"""The Ray-free training flow: validate, build features, fit the models, score and decide.
 
 A Ray Train loop replaces `train_models`'s call to `fit` with its own loop over `train_step`
 and `eval_step`; everything else here is reusable as is.

@@ -1,4 +1,4 @@
-"""The pipeline's seams: the run's fit and every walk-forward fold's go through the fitters
+"""The training flow's seams: the run's fit and every walk-forward fold's go through the fitters
 passed in (the job passes Ray Train fitters with the run's workers and devices)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import WindowSource
+from cryptopred_training.flow import prepare_data, train_and_decide
 from cryptopred_training.models.transformer import CausalTransformer
-from cryptopred_training.pipeline import prepare_data, train_and_decide
 from cryptopred_training.steps import EpochReport, FitResult, fit
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
@@ -61,7 +61,7 @@ def test_folds_are_fitted_by_the_walk_forward_fitter() -> None:
 
 
 def test_with_window_equals_preparing_the_series_at_that_window() -> None:
-    from cryptopred_training.pipeline import with_window
+    from cryptopred_training.flow import with_window
 
     frame = synthetic_indicator_frame(1500, seed=7)
     config = TrainConfig(horizon_seconds=(60, 300), window_steps=24, min_rows=100)
