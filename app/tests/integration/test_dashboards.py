@@ -29,7 +29,7 @@ from cryptopred_ingest.sources.synthetic import generate
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_testsupport.streams import closing_trade
 

@@ -25,7 +25,7 @@ from cryptopred_core.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.bodies import predict_body_openapi, read_predict
 from cryptopred_serving.calibration import CalibrationMonitor, policy_of
-from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.champion_watch import Champion, ChampionWatcher
 from cryptopred_serving.demoter import Demoter
 from cryptopred_serving.fastpath import (
     CANDLE_SECONDS_MAX,

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from cryptopred_core.db import connect
 from cryptopred_core.records import IndicatorRow, RecordError
 from cryptopred_serving import queries
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url
 from cryptopred_serving.schemas import PredictionOut, PredictResponse
 from cryptopred_serving.settings import ServeSettings

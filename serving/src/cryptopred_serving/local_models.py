@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 
 Loader = Callable[[Champion], Any]
 _thread = threading.local()

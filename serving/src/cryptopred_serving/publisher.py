@@ -46,7 +46,7 @@ from cryptopred_core.records import (
 from cryptopred_core.settings import Settings
 from cryptopred_serving import queries
 from cryptopred_serving.calibration import CalibrationMonitor, Demotion
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.outcomes import pinball_price, score
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from cryptopred_core.records import encode
 from cryptopred_serving import queries
 from cryptopred_serving.backend import live_metric
 from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.outcomes import pinball_price
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_serving.schemas import LiveMetric

@@ -13,7 +13,7 @@ from cryptopred_core.kafka import ensure_topics, make_producer
 from cryptopred_core.pipeline.stage import Emit, Inbound
 from cryptopred_core.ports import free_port
 from cryptopred_core.records import Prediction, decode, encode
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_testsupport.serving import (
     read_topic,

@@ -34,7 +34,7 @@ SERVER = textwrap.dedent(
     from pathlib import Path
 
     import cryptopred_serving.app
-    from cryptopred_serving.champions import Champion
+    from cryptopred_serving.champion_watch import Champion
     from cryptopred_serving.local_models import LocalModels, load_from_mlflow
     from cryptopred_training.model_card import load_model_dir
     from cryptopred_training.registry import load_registered_predictor

@@ -258,7 +258,7 @@ def _fit_and_log(
         max_rss_mb=settings.train_max_rss_mb,
         nice=settings.train_nice,
     )
-    from cryptopred_training.champion import champion_loss
+    from cryptopred_training.champion_scoring import champion_loss
 
     current = champion_loss(settings.mlflow_uri, name, frame, data, split.test, config)
     if current is not None:

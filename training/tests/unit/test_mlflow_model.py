@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from cryptopred_training.baseline_predictor import BaselinePredictor
-from cryptopred_training.champion import forecaster_loss
+from cryptopred_training.champion_scoring import forecaster_loss
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.flow import prepare_data, run_training
 from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
