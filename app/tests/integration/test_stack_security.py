@@ -228,7 +228,7 @@ def test_a_trust_data_folder_is_converted_and_passwords_rotate(tmp_path):
 
     settings = Settings(data_dir=tmp_path, postgres_port=free_port())
     part = Postgres(settings)
-    part._prepare()  # initdb --auth=trust, as data folders were made before passwords
+    part._prepare()  # initdb --auth=trust: a data folder without passwords
     assert "trust" in (part.pgdata / "pg_hba.conf").read_text()
     anonymous = f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
     part.start()

@@ -134,7 +134,7 @@ def test_an_open_row_never_replaces_a_final_one(postgres, as_mapping):
 
 
 def test_create_schema_adds_the_outcome_columns_an_older_table_lacks(postgres):
-    """An outcomes table made before pinball losses were scored gets them as NULL columns."""
+    """An outcomes table without the pinball loss columns gets them as NULL columns."""
     from cryptopred_core.db.access import ddl
     from cryptopred_core.db.schema import TABLES, Table
 

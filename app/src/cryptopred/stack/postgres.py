@@ -146,7 +146,7 @@ class Postgres(Part):
 
     def _require_passwords(self) -> None:
         """Give the owner role its password, then make the server ask every client for one
-        (a data folder made before passwords were used is converted the same way)."""
+        (a data folder that trusts local connections is converted the same way)."""
         hba = self.pgdata / "pg_hba.conf"
         if hba.read_text() == PG_HBA:
             return

@@ -72,7 +72,7 @@ def test_the_retrain_script_runs_where_the_settings_are(overlay: str) -> None:
     sources = [s["configMapRef"]["name"] for s in head.get("envFrom", []) if "configMapRef" in s]
     assert "cryptopred-env" in sources
     _, _, script = _parts(overlay)
-    assert "cryptopred train " not in script  # the old per-pair loop
+    assert "cryptopred train " not in script  # no per-pair loop: `retrain once` runs them
 
 
 def test_schedule_check_catches_each_drift() -> None:
