@@ -87,7 +87,7 @@ dashboards: sync ## Regenerate the Grafana dashboards' JSON in dashboards/ from 
 	$(RUN) python -m cryptopred.dashboards
 
 .PHONY: settings-doc
-settings-doc: sync ## Regenerate the README's settings table from the settings classes
-	$(RUN) python -m cryptopred.settings_doc --write README.md
+settings-doc: sync ## Regenerate the settings table (docs/SETTINGS.md) from the settings classes
+	$(RUN) python -m cryptopred.settings_doc --write docs/SETTINGS.md
 
 include kuberay/Makefile.mk

@@ -1,7 +1,8 @@
-"""The README's settings table, generated from every settings class (`make settings-doc`).
+"""The settings table of docs/SETTINGS.md, generated from every settings class
+(`make settings-doc`).
 
-`python -m cryptopred.settings_doc` prints the table; `--write README.md` replaces the table
-between its markers; a unit test checks the README is current.
+`python -m cryptopred.settings_doc` prints the table; `--write docs/SETTINGS.md` replaces the
+table between its markers; a unit test checks the page is current.
 """
 
 from __future__ import annotations
