@@ -102,7 +102,7 @@ _TsMs = Annotated[int, msgspec.Meta(ge=MIN_TS_MS, lt=MAX_TS_MS)]
 class TradeWire(msgspec.Struct, frozen=True, kw_only=True):
     """The same record as Trade, for the hot decode path of the candle stage: the same rules
     are checked by msgspec's C decoder (JSON has no NaN or infinity), without __post_init__;
-    the pair's pattern is checked by `decode_trade_wire` once per distinct pair."""
+    the pair's pattern is checked by `decode` once per distinct pair."""
 
     pair: str
     price: _Price
@@ -387,32 +387,22 @@ def _decoder(kind: type[R]) -> msgspec.json.Decoder[R]:
 
 
 def decode(data: bytes | str, kind: type[R]) -> R:
-    """Parse and validate one record; raise RecordError naming what is wrong."""
+    """Parse and validate one record; raise RecordError naming what is wrong.
+
+    A TradeWire's pair pattern is checked here, once per distinct pair (see TradeWire)."""
     try:
         record: R = _decoder(kind).decode(data)
-        return record
     except RecordError:
         raise
     except msgspec.ValidationError as exc:
         raise RecordError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise RecordError(f"malformed JSON: {exc}") from None
-
-
-_trade_wire = msgspec.json.Decoder(TradeWire).decode
-
-
-def decode_trade_wire(data: bytes | str) -> TradeWire:
-    """A trade from JSON, validated by msgspec's C decoder (the candle stage's hot path)."""
-    try:
-        trade = _trade_wire(data)
-    except msgspec.ValidationError as exc:
-        raise RecordError(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise RecordError(f"malformed JSON: {exc}") from None
-    if trade.pair not in _GOOD_PAIRS and not _known_pair(trade.pair):
-        _pair(trade.pair)  # raises, naming the pair
-    return trade
+    if isinstance(record, TradeWire) and not (
+        record.pair in _GOOD_PAIRS or _known_pair(record.pair)
+    ):
+        _pair(record.pair)  # raises, naming the pair
+    return record
 
 
 def to_dict(record: msgspec.Struct) -> dict[str, Any]:

@@ -180,6 +180,7 @@ def test_the_probe_tells_a_listener_from_a_closed_port() -> None:
     assert not gcs_answers("no-port")
 
 
+@pytest.mark.usefixtures("outside_ray")
 def test_connect_ray_refuses_when_no_cluster_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in RAY_JOB_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)

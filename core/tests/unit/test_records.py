@@ -13,9 +13,9 @@ from cryptopred_core.records import (
     Prediction,
     RecordError,
     Trade,
+    TradeWire,
     _explain_candle,
     decode,
-    decode_trade_wire,
     encode,
     field_names,
     to_dict,
@@ -113,12 +113,12 @@ def test_decoding_bad_payloads_names_the_problem(payload, words):
 )
 def test_the_wire_decoder_checks_what_trade_checks(field, value, words):
     good = trade()
-    wire = decode_trade_wire(encode(good))
+    wire = decode(encode(good), TradeWire)
     assert to_dict(wire) == to_dict(good)
     raw = msgspec.json.encode({**to_dict(good), field: value})
     for _ in range(2):  # the pair check is cached for good pairs only
         with pytest.raises(RecordError) as info:
-            decode_trade_wire(raw)
+            decode(raw, TradeWire)
         assert words in info.value.reason
 
 

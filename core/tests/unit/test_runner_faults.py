@@ -4,7 +4,7 @@ the test-only fault hook (no Kafka, DB or Ray)."""
 import threading
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from cryptopred_core import topics
 from cryptopred_core.kafka import consumer_config, producer_config
@@ -185,3 +185,22 @@ def test_a_silent_broker_leaves_the_lag_as_it_was_instead_of_failing_the_stage()
     r = runner(SilentBroker(), FakeProducer())
     r.stats.lag = {"in[0]": 5}
     assert r.refresh_lag() == {"in[0]": 5}
+
+
+def test_consume_errors_are_skipped_and_the_stage_is_fed_transport_free_records():
+    class Recorder(CandleReader):
+        def __init__(self) -> None:
+            super().__init__()
+            self.received: list[Inbound] = []
+
+        def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
+            self.received.append(message)
+            super().handle(message, now_ms, out)
+
+    failed = Message(topic="in", partition=0, error=KafkaError(KafkaError._TRANSPORT))
+    consumer = FakeConsumer([[FakeMessage("in", 0, 3, b"bad"), failed]])
+    stage = Recorder()
+    r = StageRunner(Settings(), stage, "g", consumer=consumer, producer=FakeProducer())
+    assert r.step(now_ms=1) == 1
+    assert stage.received == [Inbound("in", 0, 3, b"k", b"bad", 1_700_000_000_000)]
+    assert consumer.commits == [[("in", 0, 4)]]

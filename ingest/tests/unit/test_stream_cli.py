@@ -11,6 +11,7 @@ from cryptopred_core.raycluster import RAY_JOB_ENVIRONMENT
 from cryptopred_ingest.stream_cli import app
 
 
+@pytest.mark.usefixtures("outside_ray")
 @pytest.mark.parametrize("command", ["status", "stop"])
 def test_no_cluster_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     for name in RAY_JOB_ENVIRONMENT:

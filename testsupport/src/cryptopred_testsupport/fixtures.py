@@ -6,6 +6,7 @@ temporary folder, and stopped by its pid at the end. Unit tests never request th
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -115,6 +116,16 @@ def ray_session() -> Iterator[Any]:
     finally:
         ray.shutdown()
         remove_serve_run_dir(run_dir)  # with HAProxy, when a test did not shut Serve down
+
+
+@pytest.fixture
+def outside_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test sees a process that has not joined Ray, even where an earlier test of the
+    session connected it (`connect_ray` keeps an existing connection)."""
+
+    loaded = sys.modules.get("ray")
+    if loaded is not None:
+        monkeypatch.setattr(loaded, "is_initialized", lambda: False)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from cryptopred_testsupport.kuberay.render import (
     Obj,
     containers,
     job_cluster_pod,
+    memory,
     of_kind,
     one,
     pod_specs,
@@ -173,3 +174,23 @@ def test_kind_maps_the_dev_node_ports() -> None:
     assert external["configuration"]["bootstrap"]["nodePort"] in host_port
     for broker in external["configuration"]["brokers"]:
         assert host_port[broker["nodePort"]] == broker["advertisedPort"]
+
+
+#: peak resident memory of `ray job submit` as it starts, measured with `/usr/bin/time -v`
+SUBMIT_CLI_PEAK_MIB = 214
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_submitters_have_room_for_the_ray_job_cli(overlay: str) -> None:
+    submitters = [
+        (where, pod)
+        for obj in render(overlay)
+        if obj["kind"] in ("RayJob", "RayCronJob")
+        for where, pod, _ in pod_specs(obj)
+        if where.endswith("submitter")
+    ]
+    assert len(submitters) == 3, [where for where, _ in submitters]
+    for where, pod in submitters:
+        for container in containers(pod):
+            limit_mib = memory(container["resources"]["limits"]["memory"]) / 2**20
+            assert limit_mib >= 1.5 * SUBMIT_CLI_PEAK_MIB, f"{where}: {limit_mib:.0f} MiB"

@@ -1,8 +1,9 @@
 """The generic consume → handle → ship → commit loop that every streaming stage runs in.
 
-Order of one cycle: consume a batch; feed the stage; produce what it emitted (records and dead
-letters) and wait for the broker's acks; write rows to the DB and commit that; only then commit
-the offsets the stage calls safe. A crash anywhere replays from the last safe offset.
+Order of one cycle: consume a batch; turn each message into a transport-free Inbound and feed
+those to the stage; produce what it emitted (records and dead letters) and wait for the broker's
+acks; write rows to the DB and commit that; only then commit the offsets the stage calls safe. A
+crash anywhere replays from the last safe offset.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from confluent_kafka import (
 from cryptopred_core import topics
 from cryptopred_core.kafka import make_consumer, make_producer
 from cryptopred_core.pipeline.resume import ResumePoint, stale_reason
-from cryptopred_core.pipeline.stage import Emit, Stage
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
 from cryptopred_core.pipeline.writer import DbWriter
 from cryptopred_core.records import encode
 from cryptopred_core.retry import broker_retrying
@@ -42,6 +43,20 @@ _PAST_THE_END = (
     KafkaError._AUTO_OFFSET_RESET,
     KafkaError.OFFSET_OUT_OF_RANGE,
 )
+
+
+def inbound(message: Message, now_ms: int) -> Inbound:
+    """The transport-free record of a consumed Kafka message (one without an error); a
+    message without a broker timestamp gets `now_ms`, the wall time it was consumed at."""
+    ts_type, ts_ms = message.timestamp()
+    return Inbound(
+        topic=str(message.topic()),
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value() or b"",
+        timestamp_ms=ts_ms if ts_type != TIMESTAMP_NOT_AVAILABLE else now_ms,
+    )
 
 
 class DeliveryError(Exception):
@@ -179,7 +194,7 @@ class StageRunner:
         messages = self.consumer.consume(self.batch_size, timeout=self.poll_timeout_s)
         clock_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         out = Emit()
-        good = [msg for msg in messages if msg.error() is None]
+        good = [inbound(msg, clock_ms) for msg in messages if msg.error() is None]
         if len(good) < len(messages):
             for msg in messages:
                 error = msg.error()

@@ -1,24 +1,27 @@
-"""What a streaming stage is: logic fed one message at a time, with what it may emit.
+"""What a streaming stage is: logic fed one inbound record at a time, with what it may emit.
 
-A stage never touches Kafka or the clock itself; the runner feeds it messages and wall time,
-ships what it emits, and commits only the offsets the stage says are safe.
+A stage never touches Kafka or the clock itself; the runner turns each consumed message into an
+Inbound, feeds those and wall time to the stage, ships what it emits, and commits only the
+offsets the stage says are safe.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-from confluent_kafka import Message
 
 from cryptopred_core.pipeline.resume import ResumePoint
 from cryptopred_core.records import DeadLetter, R, RecordError, dead_letter, decode, encode
 
 
-@dataclass(slots=True)
-class Inbound:
-    """One consumed message."""
+class Inbound(msgspec.Struct, frozen=True, gc=False):
+    """One consumed record, free of the transport: where it was read, its key, value and
+    timestamp (the broker's, or the wall time it was consumed at when the broker gave none).
+
+    A Struct, not a dataclass: the runner builds one per record, and a Struct is built in C."""
 
     topic: str
     partition: int
@@ -65,7 +68,8 @@ class Stage(ABC):
 
     @abstractmethod
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
-        """Consume one message; emit into `out`. Poison goes to `out.dead_letter`."""
+        """Consume one record; emit into `out`. Poison goes to `out.dead_letter` (through
+        `decode_or_dead_letter`, the stage's one decode path)."""
 
     def decode_or_dead_letter(
         self, message: Inbound, kind: type[R], now_ms: int, out: Emit, prefix: str = ""
@@ -83,25 +87,11 @@ class Stage(ABC):
             )
             return None
 
-    def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:
-        """Consume a batch of Kafka messages (errors already removed); returns how many.
-
-        The default wraps each in an Inbound and calls `handle`; a hot stage may override it.
-        """
-        for msg in messages:
-            ts_type, ts_ms = msg.timestamp()
-            self.handle(
-                Inbound(
-                    topic=str(msg.topic()),
-                    partition=int(msg.partition() or 0),
-                    offset=int(msg.offset() or 0),
-                    key=msg.key(),
-                    value=msg.value() or b"",
-                    timestamp_ms=int(ts_ms) if ts_type else now_ms,
-                ),
-                now_ms,
-                out,
-            )
+    def handle_batch(self, messages: Sequence[Inbound], now_ms: int, out: Emit) -> int:
+        """Consume a batch of records in order; returns how many."""
+        handle = self.handle
+        for message in messages:
+            handle(message, now_ms, out)
         return len(messages)
 
     def tick(self, now_ms: int, out: Emit) -> None:  # noqa: B027 (optional hook)
