@@ -75,7 +75,7 @@ fmt: sync ## Format and autofix with ruff
 	$(RUN) ruff check --fix .
 
 typecheck: sync ## mypy over every member
-	$(RUN) mypy app/src ingest/src training/src serving/src testsupport/src
+	$(RUN) mypy core/src app/src ingest/src training/src serving/src testsupport/src
 
 check: lint typecheck test ## Lint, typecheck and test
 
@@ -87,7 +87,7 @@ dashboards: sync ## Regenerate the Grafana dashboards' JSON in dashboards/ from 
 	$(RUN) python -m cryptopred.dashboards
 
 .PHONY: settings-doc
-settings-doc: sync ## Regenerate the README's settings table from the settings classes
-	$(RUN) python -m cryptopred.settings_doc --write README.md
+settings-doc: sync ## Regenerate the settings table (docs/SETTINGS.md) from the settings classes
+	$(RUN) python -m cryptopred.settings_doc --write docs/SETTINGS.md
 
 include kuberay/Makefile.mk

@@ -2,7 +2,7 @@
 gets to the oracle where there is a signal.
 
 Run: .venv/bin/python benchmarks/bench_forecast.py [--seeds 20] [--rows 2500]
-No services: the Ray-free training pipeline (`pipeline.run_training`) with the default gate.
+No services: the Ray-free training flow (`flow.run_training`) with the default gate.
 
 1. False promotions: `--seeds` random walks (no signal); prints how many runs promoted the
    transformer (goal: at most 5 %) and which baseline served otherwise.
@@ -24,7 +24,7 @@ import numpy as np
 
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import compute_targets
-from cryptopred_training.pipeline import predict_returns, prepare_data, run_training
+from cryptopred_training.flow import predict_returns, prepare_data, run_training
 from cryptopred_training.synthetic import synthetic_indicator_frame, synthetic_returns
 
 CONFIG = TrainConfig(
@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2500, help="rows per random walk")
-    parser.add_argument("--planted-rows", type=int, default=20_000)
+    parser.add_argument("--planted-rows", type=int, default=50_000)
     parser.add_argument("--planted-epochs", type=int, default=20)
     parser.add_argument("--skip-false-promotions", action="store_true")
     args = parser.parse_args()

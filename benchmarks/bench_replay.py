@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
-from cryptopred.topics import DLQ, TRADES
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.ports import free_port
+from cryptopred_core.settings import Settings
+from cryptopred_core.topics import DLQ, TRADES
 from cryptopred_ingest.cli import FAST_PRODUCER
 from cryptopred_ingest.publish import make_publisher
-from cryptopred_ingest.runner import pump
+from cryptopred_ingest.pump import pump
 from cryptopred_ingest.sources.kraken_csv import CsvTrades
 
 

@@ -38,20 +38,20 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from cryptopred import tables, topics
-from cryptopred.db import connect, create_schema, fetch_all, upsert
-from cryptopred.kafka import ensure_topics, make_consumer, make_producer
-from cryptopred.raycluster import (
+from cryptopred.stack.parts import Broker, Mlflow, Postgres
+from cryptopred_core import tables, topics
+from cryptopred_core.db import connect, create_schema, fetch_all, upsert
+from cryptopred_core.kafka import ensure_topics, make_consumer, make_producer
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import (
     keep_workers_in_this_env,
     remove_serve_run_dir,
     secure_local_ray,
     serve_ingress_environ,
     serve_run_dir,
 )
-from cryptopred.records import IndicatorRow, Prediction, decode, encode, to_dict
-from cryptopred.settings import Settings
-from cryptopred.stack.parts import Broker, Mlflow, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core.records import IndicatorRow, Prediction, decode, encode, to_dict
+from cryptopred_core.settings import Settings
 from cryptopred_serving.deploy import deploy_app
 from cryptopred_serving.pairs import pair_to_url
 from cryptopred_serving.settings import ServeSettings

@@ -22,14 +22,14 @@ from typing import Any
 
 from bench_stream import closing_trades, synthetic_trades
 
-from cryptopred import topics
-from cryptopred.db import connect, create_schema, fetch_all
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.raycluster import keep_workers_in_this_env, secure_local_ray
-from cryptopred.records import Trade, encode
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, create_schema, fetch_all
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import keep_workers_in_this_env, secure_local_ray
+from cryptopred_core.records import Trade, encode
+from cryptopred_core.settings import Settings
 from cryptopred_ingest.stream.actors import start_pipeline, stop_pipeline
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.windows import CandleBuilder

@@ -20,15 +20,15 @@ import threading
 import time
 from typing import Any
 
-from cryptopred import topics
-from cryptopred.db import connect, create_schema, fetch_all
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import Trade, encode
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Broker, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, create_schema, fetch_all
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Trade, encode
+from cryptopred_core.settings import Settings
 from cryptopred_ingest.sources.synthetic import generate
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id

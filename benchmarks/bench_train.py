@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-from cryptopred.db import connect, create_schema, upsert
-from cryptopred.raycluster import keep_workers_in_this_env, secure_local_ray
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Mlflow, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core.db import connect, create_schema, upsert
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import keep_workers_in_this_env, secure_local_ray
+from cryptopred_core.settings import Settings
 from cryptopred_training.features import chronological_split
-from cryptopred_training.pipeline import prepare_data, train_models
+from cryptopred_training.flow import prepare_data, train_models
 from cryptopred_training.settings import TrainSettings
 from cryptopred_training.source import indicator_query, read_indicator_frame
 from cryptopred_training.synthetic import synthetic_indicator_frame

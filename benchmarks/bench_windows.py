@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Trade, encode
+from cryptopred_core import topics
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.records import Trade, encode
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.windows import CandleBuilder
 
@@ -62,33 +63,17 @@ def run(trades: list[Trade], widths: list[int]) -> float:
     return rate
 
 
-class _Message:
-    """The part of a consumed Kafka message the candle stage's hot path reads."""
-
-    __slots__ = ("_offset", "_value")
-
-    def __init__(self, value: bytes, offset: int) -> None:
-        self._value, self._offset = value, offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-
 def run_stage(trades: list[Trade], widths: list[int], batch: int = 5_000) -> float:
-    messages = [_Message(encode(t), i) for i, t in enumerate(trades)]
+    messages = [
+        Inbound(topics.TRADES, 0, i, None, encode(t), t.ts_ms) for i, t in enumerate(trades)
+    ]
     stage = CandleStage("postgresql://unused", "bench", widths, 5_000, 250)  # no DB call here
     now_ms = trades[-1].ts_ms + 1_000
     t0 = time.perf_counter()
     n_rows = 0
     for i in range(0, len(messages), batch):
         out = Emit()
-        stage.handle_batch(messages[i : i + batch], now_ms, out)  # type: ignore[arg-type]
+        stage.handle_batch(messages[i : i + batch], now_ms, out)
         stage.end_batch(now_ms, out)
         n_rows += len(out)
         now_ms += 5

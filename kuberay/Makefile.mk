@@ -36,7 +36,7 @@ TRAIN_PAIRS ?= BTC/USD ETH/USD
 # Ray Tune trials per training run (1: no search)
 TRAIN_TRIALS ?= 1
 DASHBOARDS_DIR ?= dashboards
-# The RisingWave schema script that `make kuberay-init-sql` renders (cryptopred.db.risingwave_init)
+# The RisingWave schema script that `make kuberay-init-sql` renders (cryptopred_core.db.risingwave_init)
 RW_INIT_SQL ?= $(KR_DIR)/base/risingwave/init.sql
 DASHBOARD_FILES = $(sort $(wildcard $(DASHBOARDS_DIR)/*.json $(DASHBOARDS_DIR)/*/*.json))
 RUN ?= uv run --frozen
@@ -157,8 +157,8 @@ port-forward: ## Forward Grafana :23000, MLflow :25000, Kafka UI :28080, Serve :
 ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127.0.0.1:28265
 	$(KUBECTL) -n $(NAMESPACE) port-forward svc/cryptopred-head-svc $(PF_RAY_PORT):8265
 
-submit-stream: ## ray job submit the streaming pipeline to the RayCluster (RAY_JOB_ADDRESS)
-	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job
+submit-stream: ## ray job submit the streaming pipeline and the live Kraken source to the RayCluster (RAY_JOB_ADDRESS)
+	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job --live-source
 
 submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one after the other
 	@for pair in $(TRAIN_PAIRS); do \
@@ -187,8 +187,8 @@ pin-images: ## Pin the prod overlay's images by digest (DIGEST_RESOLVER; IMAGE_R
 serve-config: ## Regenerate the RayService's serveConfigV2 from serving/serve_config.yaml
 	$(RUN) python $(KR_DIR)/render_serve_config.py
 
-kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred.db)
-	$(RUN) python -m cryptopred.db.risingwave_init --write $(RW_INIT_SQL)
+kuberay-init-sql: ## Regenerate kuberay/base/risingwave/init.sql from the table contract (cryptopred_core.db)
+	$(RUN) python -m cryptopred_core.db.risingwave_init --write $(RW_INIT_SQL)
 
 # Extra flags of `make cluster-rehearsal`, e.g. --set CRYPTOPRED_TRAIN_WORKERS=1 --keep
 REHEARSAL_ARGS ?=

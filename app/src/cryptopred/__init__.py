@@ -1,1 +1,2 @@
-"""Shared contract and platform for the crypto price predictor."""
+"""The roof of the crypto price predictor: the `cryptopred` CLI, the demo, the embedded stack,
+the dashboards and the settings table."""

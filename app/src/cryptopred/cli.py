@@ -1,8 +1,7 @@
-"""The `cryptopred` command line. Components add their sub-commands through `COMPONENT_CLIS`."""
+"""The `cryptopred` command line: the stack's commands, the demo, and each member's sub-commands."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shlex
 from dataclasses import asdict
@@ -12,24 +11,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopred.raycluster import embedded_ray_env, keep_workers_in_this_env, prepare_ray_auth
-from cryptopred.settings import (
+from cryptopred.stack import manager
+from cryptopred.stack.process import PartError
+from cryptopred_core.raycluster import embedded_ray_env, keep_workers_in_this_env, prepare_ray_auth
+from cryptopred_core.settings import (
     Settings,
     SettingsError,
     env_name,
     load_settings,
     settings_or_none,
-)
-from cryptopred.stack import manager
-from cryptopred.stack.process import PartError
-
-# Sub-command groups that live in other workspace members, imported only when present.
-COMPONENT_CLIS = (
-    ("ingest", "cryptopred_ingest.cli"),
-    ("stream", "cryptopred_ingest.stream_cli"),
-    ("train", "cryptopred_training.cli"),
-    ("retrain", "cryptopred_training.retrain.cli"),
-    ("serve", "cryptopred_serving.cli"),
 )
 
 app = typer.Typer(
@@ -137,14 +127,19 @@ def _register_rehearsal() -> None:
 
 
 def _register_components() -> None:
-    for name, module_name in COMPONENT_CLIS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        app.add_typer(module.app, name=name)
+    """Add each member's sub-command group. Imported here, not at the top, because
+    `prepare_ray_auth` must run before anything imports ray."""
+    from cryptopred_ingest.cli import app as ingest_app
+    from cryptopred_ingest.stream_cli import app as stream_app
+    from cryptopred_serving.cli import app as serve_app
+    from cryptopred_training.cli import app as train_app
+    from cryptopred_training.retrain.cli import app as retrain_app
+
+    app.add_typer(ingest_app, name="ingest")
+    app.add_typer(stream_app, name="stream")
+    app.add_typer(train_app, name="train")
+    app.add_typer(retrain_app, name="retrain")
+    app.add_typer(serve_app, name="serve")
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
-"""The README's settings table, generated from every settings class (`make settings-doc`).
+"""The settings table of docs/SETTINGS.md, generated from every settings class
+(`make settings-doc`).
 
-`python -m cryptopred.settings_doc` prints the table; `--write README.md` replaces the table
-between its markers; a unit test checks the README is current.
+`python -m cryptopred.settings_doc` prints the table; `--write docs/SETTINGS.md` replaces the
+table between its markers; a unit test checks the page is current.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,24 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from cryptopred.settings import ENV_PREFIX, Settings
+from cryptopred.demo.settings import DemoSettings
+from cryptopred_core.settings import ENV_PREFIX, Settings
+from cryptopred_ingest.settings import IngestSettings
+from cryptopred_ingest.stream.settings import StreamSettings
+from cryptopred_serving.settings import ServeSettings
+from cryptopred_training.settings import TrainSettings
 
 START = "<!-- settings-table:start -->"
 END = "<!-- settings-table:end -->"
 
-# (module, class, heading): the platform's settings first, then each deployable's own.
-SETTINGS_CLASSES = (
-    ("cryptopred.settings", "Settings", "platform (every command)"),
-    ("cryptopred_ingest.settings", "IngestSettings", "ingest"),
-    ("cryptopred_ingest.stream.settings", "StreamSettings", "stream"),
-    ("cryptopred_training.settings", "TrainSettings", "train"),
-    ("cryptopred_serving.settings", "ServeSettings", "serve"),
-    ("cryptopred.demo.settings", "DemoSettings", "demo"),
+# (class, heading): the platform's settings first, then each deployable's own.
+SETTINGS_CLASSES: tuple[tuple[type[Settings], str], ...] = (
+    (Settings, "platform (every command)"),
+    (IngestSettings, "ingest"),
+    (StreamSettings, "stream"),
+    (TrainSettings, "train"),
+    (ServeSettings, "serve"),
+    (DemoSettings, "demo"),
 )
 
 
@@ -51,8 +56,7 @@ def table() -> str:
     """One row per env var: the class that adds it, its default and description."""
     lines = ["| env var | used by | default | meaning |", "| --- | --- | --- | --- |"]
     seen: set[str] = set()
-    for module, name, heading in SETTINGS_CLASSES:
-        cls: type[Settings] = getattr(importlib.import_module(module), name)
+    for cls, heading in SETTINGS_CLASSES:
         for field, info in cls.model_fields.items():
             if field in seen:
                 continue

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cryptopred.stack.process import free_port
+from cryptopred_core.ports import free_port
 
 CLI = [sys.executable, "-m", "cryptopred.cli"]
 

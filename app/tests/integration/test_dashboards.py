@@ -19,17 +19,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from cryptopred import topics
 from cryptopred.dashboards import targets as tg
-from cryptopred.db import connect, fetch_all
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import encode
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.records import encode
 from cryptopred_ingest.sources.synthetic import generate
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage
 from cryptopred_ingest.stream.sink import SinkStage
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_testsupport.streams import closing_trade
 

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all
 from cryptopred.demo.flow import Demo, http_json, pair_url
 from cryptopred.demo.settings import DemoSettings
-from cryptopred.records import Prediction, decode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Prediction, decode
 from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration

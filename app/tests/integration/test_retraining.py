@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, upsert
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, upsert
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import encode
 from cryptopred_ingest.sources.synthetic import generate
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id

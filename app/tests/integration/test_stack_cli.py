@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from cryptopred.raycluster import serve_run_dir
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
-from cryptopred.stack.process import free_port, port_in_use
+from cryptopred_core.ports import free_port, port_in_use
+from cryptopred_core.raycluster import serve_run_dir
+from cryptopred_core.settings import Settings
 from cryptopred_testsupport.haproxy import start_haproxy
 
 from .embedded_stack import CLI, run, stack_environ

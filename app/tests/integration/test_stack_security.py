@@ -16,8 +16,8 @@ import psutil
 import psycopg
 import pytest
 
-from cryptopred.raycluster import serve_run_dir
-from cryptopred.stack.process import free_port
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import serve_run_dir
 
 from .embedded_stack import CLI, run, stack_environ
 
@@ -223,12 +223,12 @@ def http_text(url):
 def test_a_trust_data_folder_is_converted_and_passwords_rotate(tmp_path):
     """A data folder from before passwords (initdb --auth=trust) asks for one after `up`, and
     deleting the owner's password file gives it a new password on the next start."""
-    from cryptopred.settings import Settings
     from cryptopred.stack.postgres import Postgres
+    from cryptopred_core.settings import Settings
 
     settings = Settings(data_dir=tmp_path, postgres_port=free_port())
     part = Postgres(settings)
-    part._prepare()  # initdb --auth=trust, as data folders were made before passwords
+    part._prepare()  # initdb --auth=trust: a data folder without passwords
     assert "trust" in (part.pgdata / "pg_hba.conf").read_text()
     anonymous = f"postgresql://postgres@127.0.0.1:{settings.postgres_port}/postgres"
     part.start()

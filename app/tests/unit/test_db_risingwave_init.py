@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.db.access import ddl
-from cryptopred.db.risingwave_init import INIT_SQL, main, render_init_sql
-from cryptopred.db.schema import TABLES
-from cryptopred.testing.kuberay_checks import parse_tables
-from cryptopred.testing.kuberay_render import ROOT, make_kuberay
+from cryptopred_core.db.access import ddl
+from cryptopred_core.db.risingwave_init import INIT_SQL, main, render_init_sql
+from cryptopred_core.db.schema import TABLES
+from cryptopred_testsupport.kuberay.checks import parse_tables
+from cryptopred_testsupport.kuberay.render import ROOT, make_kuberay
 
 
 def test_the_committed_init_sql_is_the_render() -> None:
@@ -44,4 +44,4 @@ def test_check_fails_on_a_stale_file_and_write_repairs_it(
 def test_make_target_writes_the_committed_path() -> None:
     done = make_kuberay("-n", "kuberay-init-sql")
     assert done.returncode == 0, done.stderr
-    assert f"python -m cryptopred.db.risingwave_init --write {INIT_SQL}" in done.stdout
+    assert f"python -m cryptopred_core.db.risingwave_init --write {INIT_SQL}" in done.stdout

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred.db import DIALECTS, TABLES, app_written_tables, upsert
-from cryptopred.db.access import ddl
-from cryptopred.db.risingwave_init import render_init_sql
-from cryptopred.testing.kuberay_checks import parse_tables
+from cryptopred_core.db import DIALECTS, TABLES, app_written_tables, upsert
+from cryptopred_core.db.access import ddl
+from cryptopred_core.db.risingwave_init import render_init_sql
+from cryptopred_testsupport.kuberay.checks import parse_tables
 
 CONNECTOR_CLAUSE = """
 WITH (

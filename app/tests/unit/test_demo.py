@@ -5,7 +5,7 @@ from rich.console import Console
 
 from cryptopred.demo.settings import DemoSettings, load_demo_settings
 from cryptopred.demo.view import PairView, Snapshot, render
-from cryptopred.settings import SettingsError
+from cryptopred_core.settings import SettingsError
 
 TS = 1_795_669_080_000  # 2026-11-26 04:58:00 UTC
 
@@ -112,7 +112,7 @@ def test_kraken_demo_offline_fails_in_seconds_naming_the_way_out():
     import time
 
     from cryptopred.demo.flow import Demo, DemoError
-    from cryptopred.stack.process import free_port
+    from cryptopred_core.ports import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     demo = Demo(

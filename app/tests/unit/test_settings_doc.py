@@ -1,4 +1,4 @@
-"""The README's settings table is generated from the settings classes and must be current."""
+"""docs/SETTINGS.md's table is generated from the settings classes and must be current."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 from cryptopred.settings_doc import END, START, replace_table, table
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "SETTINGS.md"
 
 
 def test_every_setting_of_every_class_has_one_row():
@@ -25,8 +25,8 @@ def test_every_setting_of_every_class_has_one_row():
     assert "| `CRYPTOPRED_BROKER_PORT` | platform (every command) | `9092` |" in table()
 
 
-def test_readme_table_is_current():
-    text = README.read_text()
+def test_settings_page_table_is_current():
+    text = SETTINGS_PAGE.read_text()
     assert replace_table(text, table()) == text, "run `make settings-doc`"
 
 

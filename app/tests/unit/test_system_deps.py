@@ -11,7 +11,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from cryptopred.testing.kuberay_render import tool
+from cryptopred_testsupport.kuberay.render import tool
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -12,7 +12,13 @@ import threading
 import time
 from typing import Any
 
-from cryptopred.supervision import ray_supervisor
+from cryptopred_core.metric_names import (
+    INGEST_COUNTERS,
+    INGEST_RESTARTS,
+    INGEST_TRADES_PER_S,
+    create_metric,
+)
+from cryptopred_core.supervision import ray_supervisor
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec, build_runner
@@ -21,12 +27,34 @@ log = logging.getLogger(__name__)
 
 PRODUCER_OVERRIDES: dict[str, Any] = {"linger.ms": 100, "batch.size": 1_000_000}
 METRICS_EVERY_S = 1.0
-_METRICS = ("trades", "rejects", "reconnects", "gaps_repaired")
 
 
 def supervision_key(namespace: str, name: str) -> str:
-    """Key of a source actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a source actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{namespace}/{name}"
+
+
+class _SourceMetrics:
+    """A source's counters and trade-rate gauge through ray.util.metrics."""
+
+    def __init__(self, source: str) -> None:
+        tags = {"source": source}
+        self.counters = {
+            key: create_metric(metric, tags) for key, metric in INGEST_COUNTERS.items()
+        }
+        self.restarts = create_metric(INGEST_RESTARTS, tags)
+        self.rate = create_metric(INGEST_TRADES_PER_S, tags)
+        self.reported = dict.fromkeys(self.counters, 0)
+
+    def report(self, stats: dict[str, Any], elapsed_s: float) -> None:
+        """Add what the source counted since the last report; the rate over `elapsed_s`."""
+        for name, counter in self.counters.items():
+            delta = stats.get(name, 0) - self.reported[name]
+            if delta > 0:
+                counter.inc(delta)
+                self.reported[name] += delta
+                if name == "trades":
+                    self.rate.set(delta / max(elapsed_s, 1e-6))
 
 
 class TradeSourceWorker:
@@ -38,7 +66,6 @@ class TradeSourceWorker:
 
     def __init__(self, spec: SourceSpec, settings_json: str) -> None:
         import ray
-        from ray.util import metrics
 
         self.spec = spec
         self.settings = IngestSettings.model_validate_json(settings_json)
@@ -52,24 +79,9 @@ class TradeSourceWorker:
         self.run_source, self.read_stats = build_runner(
             spec, self.settings, self.publisher, self.stop_event
         )
-        tags: dict[str, str] = {"source": str(spec.kind)}
-        self._counters = {
-            name: metrics.Counter(
-                f"cryptopred_ingest_{name}_total", f"{name} of a trade source", ("source",)
-            )
-            for name in _METRICS
-        }
-        for counter in self._counters.values():
-            counter.set_default_tags(tags)
-        self._restarts = metrics.Counter(
-            "cryptopred_ingest_restarts_total", "restarts of a trade source actor", ("source",)
-        )
-        self._restarts.set_default_tags(tags)
+        self._metrics = _SourceMetrics(str(spec.kind))
         if self.supervisor.restarted:
-            self._restarts.inc(1)
-        self._rate = metrics.Gauge("cryptopred_ingest_trades_per_s", "trades/s", ("source",))
-        self._rate.set_default_tags(tags)
-        self._reported = dict.fromkeys(_METRICS, 0)
+            self._metrics.restarts.inc(1)
         self.done = threading.Event()
         self.exported = threading.Event()
         threading.Thread(target=self._run, name="source", daemon=True).start()
@@ -95,17 +107,11 @@ class TradeSourceWorker:
     def _report(self, last_s: float) -> float:
         stats = self.read_stats()
         now_s = time.monotonic()
-        for name in _METRICS:
-            delta = stats.get(name, 0) - self._reported[name]
-            if delta > 0:
-                self._counters[name].inc(delta)
-                self._reported[name] += delta
-                if name == "trades":
-                    self._rate.set(delta / max(now_s - last_s, 1e-6))
+        self._metrics.report(stats, now_s - last_s)
         return now_s
 
     def stats(self) -> dict[str, Any]:
-        exported = {f"metrics_{name}": value for name, value in self._reported.items()}
+        exported = {f"metrics_{name}": value for name, value in self._metrics.reported.items()}
         record = self.supervisor.record
         return {
             **self.read_stats(),

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.kafka import ensure_topics
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.settings import SettingsError, _split_csv
-from cryptopred.topics import DLQ, TRADES
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.raycluster import connect_ray
+from cryptopred_core.settings import SettingsError, _split_csv
+from cryptopred_core.topics import DLQ, TRADES
 from cryptopred_ingest.publish import DeliveryError, make_publisher
 from cryptopred_ingest.settings import IngestSettings, load_ingest_settings
 from cryptopred_ingest.sources.factory import (
@@ -101,13 +101,10 @@ def _run_local(spec: SourceSpec, settings: IngestSettings) -> None:
 
 
 def _run_actor(spec: SourceSpec, settings: IngestSettings, name: str, follow: bool) -> None:
-    import ray
-
     from cryptopred_ingest.actors import start_source_actor
 
     ensure_topics(settings, [TRADES, DLQ])
-    prepare_ray_auth(settings)
-    ray.init(address=settings.ray_address, ignore_reinit_error=True, configure_logging=False)
+    ray = connect_ray(settings, log_to_driver=True, start_local=True)
     actor = start_source_actor(spec, settings, name)
     console.print(f"actor {name!r} started")
     unanswered = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 
 
 @dataclass(frozen=True)

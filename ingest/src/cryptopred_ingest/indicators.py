@@ -31,7 +31,7 @@ import talib
 import talib.abstract
 import talib.stream as ts
 
-from cryptopred.records import INDICATOR_COLUMNS, Candle, IndicatorRow
+from cryptopred_core.records import INDICATOR_COLUMNS, Candle, IndicatorRow
 
 RESTORE_CANDLES = 2_000
 MAX_FLAT_CANDLES = 10_080  # a gap is filled with at most this many flat rows (the latest)

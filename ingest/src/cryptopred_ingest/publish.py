@@ -11,10 +11,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cryptopred.kafka import make_producer
-from cryptopred.records import RecordError, Trade, dead_letter, encode
-from cryptopred.settings import Settings
-from cryptopred.topics import DLQ, TRADES
+from cryptopred_core.kafka import make_producer
+from cryptopred_core.records import RecordError, Trade, dead_letter, encode
+from cryptopred_core.settings import Settings
+from cryptopred_core.topics import DLQ, TRADES
 
 log = logging.getLogger(__name__)
 

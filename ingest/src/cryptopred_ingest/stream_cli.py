@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import SettingsError
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.settings import SettingsError
+from cryptopred_core.topics import ALL_TOPICS
 from cryptopred_ingest.stream.settings import StreamSettings, load_stream_settings
 
 app = typer.Typer(help="Streaming stages: candles, indicators and the DB sink as Ray actors.")
@@ -26,6 +26,18 @@ def _settings(**overrides: Any) -> StreamSettings:
     except SettingsError as exc:
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _join_ray(settings: StreamSettings) -> StreamSettings:
+    """Join the cluster the stages run on, or exit 1 with one line when none answers."""
+    from cryptopred_ingest.stream.actors import stream_ray
+
+    try:
+        stream_ray(settings)
+    except ConnectionError as exc:
+        err_console.print(f"error: ray: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    return settings
 
 
 @app.command()
@@ -44,6 +56,7 @@ def start(
         indicator_replicas=indicator_replicas,
         candle_seconds=candle_seconds,
     )
+    _join_ray(settings)
     ensure_topics(settings, ALL_TOPICS, settings.topic_partitions)
     for name in start_pipeline(settings):
         console.print(f"running {name}", markup=False)
@@ -54,7 +67,9 @@ def stop() -> None:
     """Stop every stage actor (they leave their consumer groups; offsets stay committed)."""
     from cryptopred_ingest.stream.actors import stop_pipeline
 
-    if not stop_pipeline(_settings(), say=lambda line: console.print(line, markup=False)):
+    if not stop_pipeline(
+        _join_ray(_settings()), say=lambda line: console.print(line, markup=False)
+    ):
         console.print("no stage actor was running")
 
 
@@ -63,7 +78,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     """Per stage actor: records behind (lag), rates and the last event time."""
     from cryptopred_ingest.stream.actors import pipeline_status
 
-    rows = pipeline_status(_settings())
+    rows = pipeline_status(_join_ray(_settings()))
     if as_json:
         print(json.dumps(rows))
     elif not rows:

@@ -44,7 +44,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cryptopred.records import Candle, Trade, TradeWire
+from cryptopred_core.records import Candle, Trade, TradeWire
 from cryptopred_ingest.windows_checkpoint import PairCheckpoint, PairStore, PartitionCheckpoint
 from cryptopred_ingest.windows_ids import ID_MARGIN_MS, forget_ids, is_duplicate, keep_id
 from cryptopred_ingest.windows_state import NEVER, IdBlock, Lane, PairState, Window, set_due

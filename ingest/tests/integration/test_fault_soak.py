@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all
-from cryptopred.kafka import ensure_topics
-from cryptopred.records import DeadLetter, decode, encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import DeadLetter, decode, encode
 from cryptopred_ingest.stream.actors import pipeline_status, start_pipeline, stop_pipeline
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_testsupport.readback import read_until_quiet

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.kafka import ensure_topics
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import Candle, Trade, decode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Candle, Trade, decode
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import Trade, decode
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource

@@ -9,11 +9,11 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.runner import DeliveryError, StageRunner
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.runner import DeliveryError, StageRunner
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.ports import free_port
 from cryptopred_testsupport.readback import read_until_quiet
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def committed(settings, group, topic):
 
 @pytest.fixture
 def paused_broker(tmp_path):
-    from cryptopred.settings import Settings
+    from cryptopred_core.settings import Settings
 
     base = Settings(data_dir=tmp_path, broker_port=free_port(), producer_timeout_ms=2000)
     part = Broker(base)

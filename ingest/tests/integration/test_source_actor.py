@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from cryptopred.records import Trade, decode
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.actors import start_source_actor
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.factory import SourceSpec

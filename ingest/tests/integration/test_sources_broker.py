@@ -4,8 +4,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import DeadLetter, Trade, decode, encode
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.records import DeadLetter, Trade, decode, encode
 from cryptopred_ingest.cli import app
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import DeadLetter, decode, encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import DeadLetter, decode, encode
 from cryptopred_ingest.stream.actors import (
     actor_name,
     pipeline_status,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred import tables
-from cryptopred.db import TABLES, connect
-from cryptopred.settings import Dialect, Settings
+from cryptopred_core import tables
+from cryptopred_core.db import TABLES, connect
+from cryptopred_core.settings import Dialect, Settings
 from cryptopred_ingest.stream.job import ensure_tables
 
 pytestmark = pytest.mark.integration

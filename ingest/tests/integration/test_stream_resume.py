@@ -12,14 +12,14 @@ from contextlib import contextmanager
 import msgspec
 import pytest
 
-from cryptopred import topics
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.resume import CLOCK_SKEW_MS
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import Candle, Trade, decode, encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.resume import CLOCK_SKEW_MS
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Candle, Trade, decode, encode
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import build_stage, group_id
 from cryptopred_testsupport.readback import read_until_quiet

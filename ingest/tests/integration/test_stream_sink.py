@@ -6,15 +6,15 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.records import Candle, DeadLetter, decode, encode
-from cryptopred.settings import Settings
 from cryptopred.stack.parts import Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Candle, DeadLetter, decode, encode
+from cryptopred_core.settings import Settings
 from cryptopred_ingest.stream.sink import SinkStage
 from cryptopred_testsupport.readback import read_until_quiet
 
@@ -116,7 +116,7 @@ def test_a_db_outage_is_retried_and_offsets_wait_for_the_db(broker, unique, tmp_
     pg = Postgres(db_settings)
     pg.start()
     try:
-        from cryptopred.db import create_schema
+        from cryptopred_core.db import create_schema
 
         with connect(pg.address) as conn:
             create_schema(conn, "postgres")

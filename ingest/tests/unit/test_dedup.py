@@ -1,4 +1,4 @@
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.dedup import Dedup, LastSeen, repair_since_ns
 
 

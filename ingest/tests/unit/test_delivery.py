@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.backfill import Cursor, CursorStore, backfill_pair
 from cryptopred_ingest.publish import Batch, DeliveryError, DeliveryTracker, Publisher
-from cryptopred_ingest.runner import pump
+from cryptopred_ingest.pump import pump
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
 from cryptopred_ingest.sources.kraken_rest import Page
@@ -177,7 +177,7 @@ def test_a_producer_wide_tracker_catches_failures_without_per_record_callbacks()
 
 
 def test_make_publisher_wires_the_tracker_into_the_producer(monkeypatch):
-    from cryptopred.settings import Settings
+    from cryptopred_core.settings import Settings
     from cryptopred_ingest import publish
 
     seen = {}

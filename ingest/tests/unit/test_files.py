@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from cryptopred.records import Trade, encode
+from cryptopred_core.records import Trade, encode
 from cryptopred_ingest.sources.ids import TickIds
 from cryptopred_ingest.sources.jsonl import JsonlTrades
 from cryptopred_ingest.sources.kraken_csv import CsvTrades

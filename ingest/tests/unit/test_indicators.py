@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import talib
 
-from cryptopred.records import INDICATOR_COLUMNS, Candle, IndicatorRow
+from cryptopred_core.records import INDICATOR_COLUMNS, Candle, IndicatorRow
 from cryptopred_ingest.indicators import RESTORE_CANDLES, IndicatorEngine
 
 START_MS = 1_700_000_040_000 - 1_700_000_040_000 % 60_000

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from cryptopred.records import DeadLetter, Trade, decode
+from cryptopred_core.records import DeadLetter, Trade, decode
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource

@@ -1,6 +1,6 @@
 import pytest
 
-from cryptopred.records import Trade, decode
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.backfill import CursorStore, backfill, parse_time_ns
 from cryptopred_ingest.publish import Publisher
 from cryptopred_ingest.reconnect import Backoff

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from cryptopred.records import Trade, decode
+from cryptopred_core.records import Trade, decode
 from cryptopred_ingest.publish import DeliveryError, Publisher
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.sources.kraken_live import KrakenLiveSource
@@ -231,7 +231,7 @@ def test_a_failing_repair_reconnects_and_repairs_again():
 def test_db_watermark_writer_survives_a_db_outage():
     import psycopg
 
-    from cryptopred.db.rows import SourceWatermark
+    from cryptopred_core.db.rows import SourceWatermark
     from cryptopred_ingest.sources.watermarks import DbWatermarkWriter
 
     def down(url):

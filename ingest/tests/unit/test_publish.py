@@ -1,6 +1,6 @@
 import msgspec
 
-from cryptopred.records import DeadLetter, Trade, decode
+from cryptopred_core.records import DeadLetter, Trade, decode
 from cryptopred_ingest.pacing import Pacer, parse_speed
 from cryptopred_ingest.publish import Batch, Publisher, Reject, make_trade
 from cryptopred_testsupport.memory import MemoryProducer
@@ -79,7 +79,7 @@ def test_pacer_waits_event_time_over_speed():
 def test_pump_paces_in_event_time():
     import time
 
-    from cryptopred_ingest.runner import pump
+    from cryptopred_ingest.pump import pump
 
     trades = [
         Trade(
@@ -106,7 +106,7 @@ def test_pump_paces_in_event_time():
 def test_pump_on_wall_clock_sends_the_past_at_once_and_the_future_on_time():
     import time
 
-    from cryptopred_ingest.runner import pump
+    from cryptopred_ingest.pump import pump
 
     now_ms = time.time_ns() // 1_000_000
 

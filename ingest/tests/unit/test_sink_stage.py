@@ -1,10 +1,8 @@
 """The sink stage's routing without a broker: rows out, offsets, dead letters, skipped finals."""
 
-from confluent_kafka import Message
-
-from cryptopred import tables, topics
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Candle, IndicatorRow, encode, to_dict
+from cryptopred_core import tables, topics
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.records import Candle, IndicatorRow, encode, to_dict
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.sink import SinkStage
 from cryptopred_ingest.stream.stages import build_stage
@@ -29,8 +27,8 @@ def candle(i: int, final: bool) -> Candle:
     )
 
 
-def message(topic: str, offset: int, value: bytes) -> Message:
-    return Message(topic=topic, partition=1, offset=offset, key=b"SNK/USD", value=value)
+def message(topic: str, offset: int, value: bytes) -> Inbound:
+    return Inbound(topic, 1, offset, b"SNK/USD", value, START_MS)
 
 
 def test_finals_written_upstream_are_checked_and_passed_not_written_again() -> None:

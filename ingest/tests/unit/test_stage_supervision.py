@@ -5,7 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from cryptopred.supervision import Supervisor, read_record
+from cryptopred_core.supervision import Supervisor, read_record
 from cryptopred_ingest.actors import TradeSourceWorker
 from cryptopred_ingest.cli import source_status_line
 from cryptopred_ingest.stream.actors import FaultHooksDisabledError, StageWorker

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from cryptopred.records import Trade, encode
+from cryptopred_core.records import Trade, encode
 from cryptopred_ingest.sources.synthetic import generate, pair_model
 
 PAIRS = ["BTC/USD", "ETH/EUR", "XRP/USD", "ABC/XYZ"]
@@ -64,8 +64,8 @@ def test_unknown_pairs_get_stable_levels():
 
 
 def test_every_pair_ticks_in_a_small_fraction_of_its_price():
-    """A coarse tick (a fixed 4 decimals on a 0.16 price) left most minutes flat, and no model
-    could beat persistence on such a made-up pair."""
+    """A coarse tick (a fixed 4 decimals on a 0.16 price) would leave most minutes flat, and no
+    model could beat persistence on such a made-up pair."""
     made_up = [f"Q{i:04X}/USD" for i in range(300)]
     models = [pair_model(p) for p in [*made_up, "BTC/USD", "ETH/USD", "XRP/USD"]]
     prices = [m.price for m in models]

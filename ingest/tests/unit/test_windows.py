@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cryptopred.records import Candle, Trade
+from cryptopred_core.records import Candle, Trade
 from cryptopred_ingest.windows import CandleBuilder
 from cryptopred_testsupport.candle_cases import (
     GRACE_MS,

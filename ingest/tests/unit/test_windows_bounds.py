@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.windows import CandleBuilder
 from cryptopred_testsupport.candle_cases import (
     GRACE_MS,

@@ -6,9 +6,9 @@ import math
 
 import msgspec
 
-from cryptopred import tables, topics
-from cryptopred.pipeline.stage import Emit, Inbound
-from cryptopred.records import INDICATOR_COLUMNS, Candle, IndicatorRow, decode, encode
+from cryptopred_core import tables, topics
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.records import INDICATOR_COLUMNS, Candle, IndicatorRow, decode, encode
 from cryptopred_ingest.indicators import IndicatorEngine
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage
 

@@ -6,12 +6,11 @@ import json
 from collections.abc import Sequence
 
 import msgspec
-from confluent_kafka import Message
 
-from cryptopred import tables, topics
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.pipeline.stage import Emit
-from cryptopred.records import Candle, Trade, decode, encode
+from cryptopred_core import tables, topics
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.records import Candle, Trade, decode, encode
 from cryptopred_ingest.stream.candles import CandleStage
 from cryptopred_testsupport.candle_cases import GRACE_MS, finals, make_trades, run
 
@@ -55,14 +54,8 @@ def stage_of(state: FakeState, widths: Sequence[int] = (60,), **kwargs: int) -> 
     )  # type: ignore[arg-type]
 
 
-def message(trade: Trade, offset: int) -> Message:
-    return Message(
-        topic=topics.TRADES,
-        partition=0,
-        offset=offset,
-        key=trade.pair.encode(),
-        value=encode(trade),
-    )
+def message(trade: Trade, offset: int) -> Inbound:
+    return Inbound(topics.TRADES, 0, offset, trade.pair.encode(), encode(trade), trade.ts_ms)
 
 
 def candles_of(out: Emit) -> list[Candle]:
@@ -307,3 +300,24 @@ def test_a_watermark_is_applied_only_at_the_tick_after_the_one_that_read_it() ->
         cycle(now, [], 60)
     assert dead == []
     assert finals(got) == finals(run(trades, [60]))
+
+
+def test_one_at_a_time_and_in_batches_the_stage_decodes_and_dead_letters_alike() -> None:
+    now = 1_700_000_100_000
+    good = Trade(pair="BTC/USD", price=2.0, qty=1.0, side="buy", trade_id=1, ts_ms=now, source="t")
+    records = [
+        message(good, 0),
+        Inbound(topics.TRADES, 0, 1, None, b'{"pair":"BTCUSD"}', now),
+        Inbound(topics.TRADES, 0, 2, None, encode(good).replace(b"2.0", b"-2.0"), now),
+    ]
+    one, batched = stage_of(FakeState()), stage_of(FakeState())
+    one_out, batched_out = Emit(), Emit()
+    for record in records:
+        one.handle(record, now, one_out)
+    assert batched.handle_batch(records, now, batched_out) == 3
+    assert one_out.dead == batched_out.dead
+    assert [(d.topic, d.partition, d.offset) for d in one_out.dead] == [
+        (topics.TRADES, 0, 1),
+        (topics.TRADES, 0, 2),
+    ]
+    assert one.builder.n_trades == batched.builder.n_trades == 1

@@ -1,8 +1,8 @@
 -- RisingWave schema of cryptopred (dialect `risingwave`), run by the Job `risingwave-init`.
--- Generated from the table contract (cryptopred.db.schema.TABLES) by `make kuberay-init-sql`;
+-- Generated from the table contract (cryptopred_core.db.schema.TABLES) by `make kuberay-init-sql`;
 -- do not edit: a unit test fails while this file differs from the render.
 -- Plain tables, no Kafka connector: the app is the one writer of every table (see
--- cryptopred.db.schema.app_written_tables); a repeated primary key overwrites the row (the
+-- cryptopred_core.db.schema.app_written_tables); a repeated primary key overwrites the row (the
 -- default ON CONFLICT OVERWRITE), so replays never duplicate. The stream job's entry point
 -- creates the same tables if missing, so either may run first.
 

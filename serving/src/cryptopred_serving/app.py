@@ -19,13 +19,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle as _Handle
 
-from cryptopred.pipeline.runner import StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import serve_grpc_on_node_address
+from cryptopred_core.pipeline.runner import StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.raycluster import serve_grpc_on_node_address
 from cryptopred_serving.backend import Backend, ClientError
 from cryptopred_serving.bodies import predict_body_openapi, read_predict
 from cryptopred_serving.calibration import CalibrationMonitor, policy_of
-from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.champion_watch import Champion, ChampionWatcher
 from cryptopred_serving.demoter import Demoter
 from cryptopred_serving.fastpath import (
     CANDLE_SECONDS_MAX,

@@ -7,18 +7,17 @@ turns them into 404/422/503 answers, never a 500.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from cryptopred.db import connect
-from cryptopred.records import IndicatorRow, RecordError
+from cryptopred_core.records import IndicatorRow, RecordError
 from cryptopred_serving import queries
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.pairs import model_name, pair_from_url, pair_to_url
 from cryptopred_serving.schemas import PredictionOut, PredictResponse
 from cryptopred_serving.settings import ServeSettings
@@ -44,25 +43,55 @@ class ClientError(Exception):
         return {"detail": self.message}
 
 
-class Db:
-    """One connection per thread (the route threadpool), reopened after a failure."""
+#: connections the API's route threads share (the threadpool may run more requests than this;
+#: those wait for a connection, each query being short)
+POOL_MAX_SIZE = 8
+#: how long a request waits for a connection (a new one, or one another request returns)
+POOL_TIMEOUT_S = 5.0
+#: the pool's connections show this name in pg_stat_activity
+APPLICATION_NAME = "cryptopred-serving-api"
 
-    def __init__(self, url: str) -> None:
+
+class Db:
+    """The API's DB access: a pool of autocommit connections shared by the route threads,
+    opened at the first call. A connection an error left broken is discarded when it goes
+    back to the pool; the call is then tried once more after the pool has checked its idle
+    connections (after a DB restart every one of them is broken), and a second failure (or no
+    connection within POOL_TIMEOUT_S) is a 503."""
+
+    def __init__(
+        self, url: str, *, max_size: int = POOL_MAX_SIZE, timeout_s: float = POOL_TIMEOUT_S
+    ) -> None:
         self.url = url
-        self._local = threading.local()
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, int(timeout_s)),
+                "application_name": APPLICATION_NAME,
+            },
+            timeout=timeout_s,
+            name="serving-api",
+            open=False,
+        )
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
+        self.pool.open()  # a no-op once open
         for attempt in (1, 2):
-            conn: psycopg.Connection | None = getattr(self._local, "conn", None)
             try:
-                if conn is None or conn.closed:
-                    conn = self._local.conn = connect(self.url, autocommit=True, timeout_s=5)
-                return fn(conn, *args)
-            except psycopg.OperationalError as exc:
-                self._local.conn = None
+                with self.pool.connection() as conn:
+                    return fn(conn, *args)
+            except psycopg.OperationalError as exc:  # PoolTimeout is one too
                 if attempt == 2:
                     raise ClientError(503, f"database unavailable: {exc}".splitlines()[0]) from None
+                self.pool.check()
         raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the pool and its connections (a closed pool cannot be opened again)."""
+        self.pool.close()
 
 
 def parse_window_ms(window: str) -> int:

@@ -2,7 +2,7 @@
 
 FastAPI would parse and validate a body param on the replica's event loop before the route
 runs, all of it in one step however many rows it holds: a 1 MiB body of 6,000 invalid rows
-held the loop for 1.7 s (and answered 11 MB of errors), stalling every cached GET meanwhile.
+holds the loop for 1.7 s (and answers 11 MB of errors), stalling every cached GET meanwhile.
 Here, instead:
 
 * the row count is checked right after JSON parsing, before any row is validated;
@@ -12,7 +12,7 @@ Here, instead:
 * at most `MAX_ERRORS` errors come back, echoing only small inputs.
 
 On the loop rather than in a worker thread: validation holds the GIL, so a busy worker
-thread makes every step of the loop wait for it (Python's 5 ms switch interval), which cost
+thread makes every step of the loop wait for it (Python's 5 ms switch interval), which costs
 cached GETs more than short slices do (median 96 ms against 12 ms in
 `test_the_largest_bodies_do_not_hold_up_cached_gets`). The one long step left is `json.loads`
 of the body (about 10 ms for 1 MiB).

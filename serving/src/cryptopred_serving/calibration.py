@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cryptopred.records import PredictionOutcome
-from cryptopred_serving.champions import Champion
+from cryptopred_core.records import PredictionOutcome
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.settings import ServeSettings
 from cryptopred_training.scores import diebold_mariano
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.settings import SettingsError
+from cryptopred_core.raycluster import connect_ray
+from cryptopred_core.settings import SettingsError
 from cryptopred_serving.deploy import base_url, delete_app, deploy_app
 from cryptopred_serving.settings import ServeSettings, load_serve_settings
 
@@ -27,21 +27,11 @@ def _settings() -> ServeSettings:
 
 
 def _connect(settings: ServeSettings) -> Any:
-    import ray
-
-    if not ray.is_initialized():
-        try:
-            prepare_ray_auth(settings)
-            ray.init(address=settings.ray_gcs_address, log_to_driver=False)
-        except ConnectionError as exc:
-            err_console.print(
-                f"error: ray: no cluster at {settings.ray_gcs_address} ({exc}); "
-                "run `cryptopred up`",
-                markup=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
-    return ray
+    try:
+        return connect_ray(settings, log_to_driver=False)
+    except ConnectionError as exc:
+        err_console.print(f"error: ray: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

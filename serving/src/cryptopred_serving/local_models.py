@@ -1,7 +1,7 @@
 """The champions' predictors held in the API replica itself, for on-demand predictions.
 
 A 16-row forecast of the served transformer costs about 1.3 ms of CPU; a Ray Serve handle call
-to the model server around it cost about 7 ms more, split between the two replicas. So the API
+to the model server around it costs about 7 ms more, split between the two replicas. So the API
 predicts in its own process (in a worker thread), keeping the version each served series'
 champion points at; the streaming publisher goes on calling the multiplexed `ModelServer`.
 """
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 
 Loader = Callable[[Champion], Any]
 _thread = threading.local()

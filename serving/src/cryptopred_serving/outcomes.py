@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from cryptopred.records import Prediction, PredictionOutcome
+from cryptopred_core.records import Prediction, PredictionOutcome
 
 QUANTILES = (0.1, 0.5, 0.9)  # what lower, predicted_close and upper stand for
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import unquote
 
-_PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
+from cryptopred_core.records import PAIR_PATTERN
 
 
 def pair_from_url(text: str) -> str | None:
     """`BTC-USD`, `btc-usd`, `BTC%2FUSD` or `BTC/USD` → `BTC/USD`; None if malformed."""
     pair = unquote(text).strip().upper().replace("-", "/").replace("_", "/")
-    return pair if _PAIR.fullmatch(pair) else None
+    return pair if PAIR_PATTERN.fullmatch(pair) else None
 
 
 def pair_to_url(pair: str) -> str:

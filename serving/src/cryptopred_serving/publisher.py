@@ -30,12 +30,12 @@ from typing import Any
 import psycopg
 from confluent_kafka import TopicPartition
 
-from cryptopred import tables, topics
-from cryptopred.db import connect
-from cryptopred.kafka import make_consumer
-from cryptopred.pipeline.resume import ResumePoint
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import (
+from cryptopred_core import tables, topics
+from cryptopred_core.db import connect
+from cryptopred_core.kafka import make_consumer
+from cryptopred_core.pipeline.resume import ResumePoint
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import (
     IndicatorRow,
     Prediction,
     PredictionOutcome,
@@ -43,10 +43,10 @@ from cryptopred.records import (
     decode,
     to_dict,
 )
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 from cryptopred_serving import queries
 from cryptopred_serving.calibration import CalibrationMonitor, Demotion
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.outcomes import pinball_price, score
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from typing import Any
 
 import psycopg
 
-from cryptopred.db import fetch_all
-from cryptopred.records import IndicatorRow, field_names
+from cryptopred_core.db import fetch_all
+from cryptopred_core.records import IndicatorRow, field_names
 
 _INDICATOR_COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))
 

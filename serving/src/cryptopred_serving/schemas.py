@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from cryptopred_core.records import INDICATOR_COLUMNS
 
 
-class IndicatorRowIn(BaseModel):
-    """One indicator row of an explicit window (the `technical_indicators` columns)."""
+class CandleRowIn(BaseModel):
+    """The candle fields of an indicator row, with the bounds the HTTP API checks."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -22,28 +26,18 @@ class IndicatorRowIn(BaseModel):
     vwap: float = Field(gt=0)
     n_trades: int = Field(ge=0)
     final: bool = True
-    sma_7: float | None = None
-    sma_14: float | None = None
-    sma_21: float | None = None
-    sma_60: float | None = None
-    ema_7: float | None = None
-    ema_14: float | None = None
-    ema_21: float | None = None
-    ema_60: float | None = None
-    rsi_7: float | None = None
-    rsi_14: float | None = None
-    rsi_21: float | None = None
-    rsi_60: float | None = None
-    macd_7: float | None = None
-    macdsignal_7: float | None = None
-    macdhist_7: float | None = None
-    obv: float | None = None
-    atr_14: float | None = None
-    adx_14: float | None = None
-    bbands_upper_20: float | None = None
-    bbands_middle_20: float | None = None
-    bbands_lower_20: float | None = None
-    mfi_14: float | None = None
+
+
+if TYPE_CHECKING:  # the type checker sees the candle fields; the indicators are made at runtime
+    IndicatorRowIn = CandleRowIn
+else:  # the candle fields, then a number or null for each of the record's indicator columns
+    IndicatorRowIn = create_model(
+        "IndicatorRowIn",
+        __base__=CandleRowIn,
+        __doc__="One indicator row of an explicit window (the `technical_indicators` columns).",
+        __module__=__name__,
+        **{name: (float | None, None) for name in INDICATOR_COLUMNS},
+    )
 
 
 class PredictRequest(BaseModel):

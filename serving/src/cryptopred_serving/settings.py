@@ -6,7 +6,7 @@ import json
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
-from cryptopred.settings import Settings, SettingsError, describe_error
+from cryptopred_core.settings import Settings, SettingsError, describe_error
 
 
 class ServeSettings(Settings):

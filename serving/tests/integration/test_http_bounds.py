@@ -23,7 +23,7 @@ BURST = 40
 def api(postgres, mlflow_server, ray_session):
     from ray import serve
 
-    from cryptopred.stack.process import free_port
+    from cryptopred_core.ports import free_port
     from cryptopred_serving.app import build_app
 
     settings = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cryptopred_serving.champions import Champion, ChampionWatcher
+from cryptopred_serving.champion_watch import Champion, ChampionWatcher
 from cryptopred_serving.local_models import LocalModels, load_from_mlflow
 from cryptopred_testsupport.serving import train_and_register, wait_for
 from cryptopred_training.model_card import FORMAT_NAME, FORMAT_VERSION, UnknownModelFormatError

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred import tables, topics
-from cryptopred.db import connect, fetch_all, upsert
-from cryptopred.pipeline.stage import Emit, Inbound
-from cryptopred.records import encode
+from cryptopred_core import tables, topics
+from cryptopred_core.db import connect, fetch_all, upsert
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.records import encode
 from cryptopred_serving import queries
 from cryptopred_serving.backend import live_metric
 from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.outcomes import pinball_price
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_serving.schemas import LiveMetric

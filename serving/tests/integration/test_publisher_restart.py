@@ -6,14 +6,14 @@ from collections import Counter
 import psycopg
 import pytest
 
-from cryptopred import tables, topics
-from cryptopred.db import connect, fetch_all, upsert
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.pipeline.stage import Emit, Inbound
-from cryptopred.records import Prediction, decode, encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
-from cryptopred_serving.champions import Champion
+from cryptopred_core import tables, topics
+from cryptopred_core.db import connect, fetch_all, upsert
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.pipeline.stage import Emit, Inbound
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import Prediction, decode, encode
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.publisher import PublisherStage
 from cryptopred_testsupport.serving import (
     read_topic,

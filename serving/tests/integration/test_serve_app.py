@@ -8,12 +8,12 @@ import httpx
 import psutil
 import pytest
 
-from cryptopred import topics
-from cryptopred.db import connect, fetch_all, upsert
-from cryptopred.kafka import ensure_topics, make_producer
-from cryptopred.records import encode
 from cryptopred.stack.parts import Broker
-from cryptopred.stack.process import free_port
+from cryptopred_core import topics
+from cryptopred_core.db import connect, fetch_all, upsert
+from cryptopred_core.kafka import ensure_topics, make_producer
+from cryptopred_core.ports import free_port
+from cryptopred_core.records import encode
 from cryptopred_testsupport.serving import read_topic, rows_of, train_and_register, wait_for
 
 pytestmark = pytest.mark.integration

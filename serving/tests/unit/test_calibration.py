@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from cryptopred.records import PredictionOutcome
-from cryptopred.settings import SettingsError
+from cryptopred_core.records import PredictionOutcome
+from cryptopred_core.settings import SettingsError
 from cryptopred_serving.calibration import CalibrationMonitor, DemotionPolicy, policy_of
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.outcomes import pinball_price
 from cryptopred_serving.settings import ServeSettings, load_serve_settings
 

@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 
 from cryptopred_serving.app import api
 from cryptopred_serving.backend import Backend
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.settings import ServeSettings
 from cryptopred_serving.ui import chart_page
 

@@ -11,7 +11,7 @@ import pytest
 
 from cryptopred_serving import fastpath
 from cryptopred_serving.backend import Backend
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.fastpath import CachedLatest, latest_query
 from cryptopred_serving.settings import ServeSettings
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cryptopred.settings import SettingsError
+from cryptopred_core.settings import SettingsError
 from cryptopred_serving.guard import Limits, RequestGuard, TokenBuckets, guard_requests, limits_of
 from cryptopred_serving.settings import ServeSettings, load_serve_settings, replica_settings_json
 

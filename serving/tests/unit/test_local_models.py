@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.local_models import LocalModels
 
 

@@ -19,7 +19,7 @@ from cryptopred_serving import fastpath
 from cryptopred_serving.app import api
 from cryptopred_serving.backend import Backend
 from cryptopred_serving.bodies import MAX_ERRORS
-from cryptopred_serving.champions import Champion
+from cryptopred_serving.champion_watch import Champion
 from cryptopred_serving.guard import guard_requests, limits_of
 from cryptopred_serving.schemas import IndicatorRowIn
 from cryptopred_serving.settings import ServeSettings

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+
 import msgspec
 import pytest
 from pydantic import ValidationError
 
-from cryptopred.records import INDICATOR_COLUMNS, IndicatorRow
-from cryptopred_serving.schemas import IndicatorRowIn, PredictRequest
+from cryptopred_core.records import INDICATOR_COLUMNS, IndicatorRow, Prediction, field_names
+from cryptopred_serving.schemas import Forecast, IndicatorRowIn, PredictionOut, PredictRequest
 
 
 def _row(**changes: object) -> dict[str, object]:
@@ -34,8 +36,18 @@ def test_indicator_row_body_has_the_record_fields_in_order() -> None:
     assert tuple(IndicatorRowIn.model_fields) == IndicatorRow.__struct_fields__
     for name in INDICATOR_COLUMNS:
         assert IndicatorRowIn.model_fields[name].default is None, name
+        assert IndicatorRowIn.model_fields[name].annotation == float | None, name
     required = {n for n, f in IndicatorRowIn.model_fields.items() if f.is_required()}
     assert required == set(IndicatorRow.__struct_fields__) - {"final", *INDICATOR_COLUMNS}
+
+
+def test_prediction_bodies_have_the_record_fields_and_types() -> None:
+    """The answers carry Prediction's fields under its names and types."""
+    hints = typing.get_type_hints(Prediction)
+    assert tuple(PredictionOut.model_fields) == field_names(Prediction)
+    for model in (PredictionOut, Forecast):
+        for name, field in model.model_fields.items():
+            assert field.annotation == hints[name], (model.__name__, name)
 
 
 def test_a_valid_body_row_makes_the_same_record() -> None:

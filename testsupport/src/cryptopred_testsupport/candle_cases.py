@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from cryptopred.records import Candle, Trade
+from cryptopred_core.records import Candle, Trade
 from cryptopred_ingest.windows import CandleBuilder
 
 T0_MS = 1_700_000_040_000  # not aligned to an hour, so the first windows are partial

@@ -6,6 +6,7 @@ temporary folder, and stopped by its pid at the end. Unit tests never request th
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,15 +15,15 @@ from typing import Any
 
 import pytest
 
-from cryptopred.raycluster import (
+from cryptopred.stack.parts import Broker, Mlflow, Postgres
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import (
     keep_workers_in_this_env,
     remove_serve_run_dir,
     secure_local_ray,
     serve_ingress_environ,
 )
-from cryptopred.settings import Settings
-from cryptopred.stack.parts import Broker, Mlflow, Postgres
-from cryptopred.stack.process import free_port
+from cryptopred_core.settings import Settings
 
 SHARED_DIR = Path(__file__).resolve().parents[3].parent / "shared"
 
@@ -59,7 +60,7 @@ def broker(base_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def postgres(base_settings: Settings) -> Iterator[Settings]:
     """A real embedded PostgreSQL with the schema; yields settings whose `db_url` reach it."""
-    from cryptopred.db import connect, create_schema
+    from cryptopred_core.db import connect, create_schema
 
     part = Postgres(base_settings)
     part.start()
@@ -115,6 +116,16 @@ def ray_session() -> Iterator[Any]:
     finally:
         ray.shutdown()
         remove_serve_run_dir(run_dir)  # with HAProxy, when a test did not shut Serve down
+
+
+@pytest.fixture
+def outside_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test sees a process that has not joined Ray, even where an earlier test of the
+    session connected it (`connect_ray` keeps an existing connection)."""
+
+    loaded = sys.modules.get("ray")
+    if loaded is not None:
+        monkeypatch.setattr(loaded, "is_initialized", lambda: False)
 
 
 @pytest.fixture

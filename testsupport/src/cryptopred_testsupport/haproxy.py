@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopred.stack.process import free_port, port_in_use
+from cryptopred_core.ports import free_port, port_in_use
 
 
 def haproxy_binary() -> str:

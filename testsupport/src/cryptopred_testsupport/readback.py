@@ -6,7 +6,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 
 
 def read_all(

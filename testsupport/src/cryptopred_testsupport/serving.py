@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopred import topics
-from cryptopred.records import IndicatorRow, Prediction, decode, field_names
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.records import IndicatorRow, Prediction, decode, field_names
+from cryptopred_core.settings import Settings
 from cryptopred_serving.pairs import model_name
 
 
@@ -37,7 +37,7 @@ def train_and_register(
     from mlflow import MlflowClient
 
     from cryptopred_training.config import TrainConfig
-    from cryptopred_training.pipeline import prepare_data, run_training
+    from cryptopred_training.flow import prepare_data, run_training
     from cryptopred_training.tracking import log_training
 
     candle_seconds = int(frame["candle_seconds"].iloc[0])

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import psutil
 
-from cryptopred import topics
-from cryptopred.db import connect
-from cryptopred.kafka import make_producer
-from cryptopred.records import Trade, encode
-from cryptopred.settings import Settings
-from cryptopred_ingest.stream.actors import actor_name, connect_ray, pipeline_status
+from cryptopred_core import topics
+from cryptopred_core.db import connect
+from cryptopred_core.kafka import make_producer
+from cryptopred_core.records import Trade, encode
+from cryptopred_core.settings import Settings
+from cryptopred_ingest.stream.actors import actor_name, pipeline_status, stream_ray
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def kill_stage(settings: Any, stage: str) -> int:
 
 
 def raise_in_stage(settings: Any, stage: str, message: str) -> None:
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     handle = ray.get_actor(actor_name(stage, 0), namespace=settings.ray_namespace)
     ray.get(handle.inject_fault.remote(message), timeout=30)
 

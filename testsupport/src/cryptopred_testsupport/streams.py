@@ -12,8 +12,8 @@ import pandas as pd
 import psycopg
 import talib
 
-from cryptopred.db import fetch_all
-from cryptopred.records import INDICATOR_COLUMNS, Trade
+from cryptopred_core.db import fetch_all
+from cryptopred_core.records import INDICATOR_COLUMNS, Trade
 
 BASE_MS = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # an hour boundary
 

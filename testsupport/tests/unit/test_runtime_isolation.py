@@ -55,7 +55,7 @@ def distribution_name(requirement: str) -> str:
 def test_the_checker_finds_test_imports_at_any_depth() -> None:
     source = (
         "import os\n"
-        "from cryptopred.records import Trade\n"
+        "from cryptopred_core.records import Trade\n"
         "def f():\n"
         "    import pytest\n"
         "    from cryptopred_testsupport.fake_kraken import FakeKraken\n"

@@ -97,12 +97,12 @@ def train(
     import psycopg
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
     from cryptopred_training.dataset import DataValidationError
-    from cryptopred_training.runner import TrainRequest
-    from cryptopred_training.runner import train as run_job
     from cryptopred_training.settings import TrainSettings
     from cryptopred_training.steps import EpochReport
+    from cryptopred_training.train_run import TrainRequest
+    from cryptopred_training.train_run import train as run_job
 
     try:
         settings = TrainSettings()

@@ -7,18 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptopred.records import INDICATOR_COLUMNS
+from cryptopred_core.records import INDICATOR_COLUMNS, Candle, field_names
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
-CANDLE_COLUMNS = (
-    "window_start_ms",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "n_trades",
+# the per-window values of a candle: its fields less the series key and what follows from it
+CANDLE_COLUMNS = tuple(
+    c for c in field_names(Candle) if c not in ("pair", "candle_seconds", "window_end_ms", "final")
 )
 REQUIRED_COLUMNS = CANDLE_COLUMNS + INDICATOR_COLUMNS
 

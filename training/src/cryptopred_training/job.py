@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from cryptopred.raycluster import keep_workers_in_this_env, prepare_ray_auth
-    from cryptopred.settings import settings_or_none
+    from cryptopred_core.raycluster import keep_workers_in_this_env, prepare_ray_auth
+    from cryptopred_core.settings import settings_or_none
 
     prepare_ray_auth(settings_or_none())  # before anything imports ray (read at import)
     keep_workers_in_this_env()

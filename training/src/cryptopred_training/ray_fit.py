@@ -1,9 +1,9 @@
-"""Ray Train: a TorchTrainer fit of the transformer with the `fit` signature of `pipeline`.
+"""Ray Train: a TorchTrainer fit of the transformer with the `fit` signature of `flow`.
 
-`train_loop_per_worker` runs `train_step` over this worker's shard of the train windows and
-`eval_step` over all validation windows (so every worker takes the same early-stopping
-decision), reports every epoch, and rank 0 writes a checkpoint folder (weights, best weights,
-optimiser, normaliser, history) from which a restarted run with the same name resumes.
+`train_loop_per_worker` runs `steps.run_epochs` with this worker's shard of the train windows
+and all validation windows (so every worker takes the same early-stopping decision), reports
+every epoch, and rank 0 writes a checkpoint folder (weights, early-stopping state, optimiser,
+normaliser, history) from which a restarted run with the same name resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,16 @@ import torch
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import Normalizer, WindowSource
 from cryptopred_training.models.transformer import CausalTransformer, TransformerSpec
-from cryptopred_training.steps import EpochReport, FitResult, evaluate, make_optimizer, train_step
+from cryptopred_training.steps import (
+    Batch,
+    EarlyStopping,
+    EpochReport,
+    FitResult,
+    cpu_state,
+    evaluate,
+    make_optimizer,
+    run_epochs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +92,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = CausalTransformer(TransformerSpec(**loop_config["spec"]))
     model.load_state_dict(loop_config["initial_state"])
     history: list[dict[str, Any]] = []
-    best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    best_epoch, best_loss, first_epoch = -1, float("inf"), 0
+    stopping = EarlyStopping.starting_from(model, config.patience)
     optimizer_state = None
     resumed = ray.train.get_checkpoint()
     if resumed is not None:
@@ -93,9 +101,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             history = json.loads((Path(folder) / HISTORY_FILE).read_text())
         model.load_state_dict(state["model"])
         optimizer_state = state["optimizer"]
-        best_state = state["best_model"]
-        best_epoch, best_loss = int(state["best_epoch"]), float(state["best_loss"])
-        first_epoch = int(state["epoch"]) + 1
+        stopping = EarlyStopping.from_checkpoint(state, config.patience)
     model = ray.train.torch.prepare_model(model)  # type: ignore[assignment]
     optimizer = make_optimizer(model, config)  # after the move, so its state is on the device
     if optimizer_state is not None:
@@ -103,95 +109,64 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     # equal shards: every DDP worker must run the same number of steps
     shard = train.ends[rank::world][: len(train.ends) // world]
-    for epoch in range(first_epoch, config.max_epochs):
-        if epoch - best_epoch > config.patience:
-            break  # a resumed run that had already stopped early
-        started = time.perf_counter()
-        total, n_total = 0.0, 0
-        own = WindowSource(train.features, train.scaled_targets, shard, train.window_steps)
+    own = WindowSource(train.features, train.scaled_targets, shard, train.window_steps)
+
+    def batches_of_epoch(epoch: int) -> Iterator[Batch]:
         for batch in own.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch):
-            moved = {k: v.to(device) for k, v in batch.items()}
-            loss = train_step(model, optimizer, moved, config.quantiles, config.grad_clip)
-            total += loss * len(batch["y"])
-            n_total += len(batch["y"])
+            yield {k: v.to(device) for k, v in batch.items()}
+
+    def evaluate_all() -> dict[str, float]:
         check_memory(loop_config.get("max_rss_mb"))
-        metrics = evaluate(
-            model,
-            (
-                {k: v.to(device) for k, v in b.items()}
-                for b in validation.batches(4 * config.batch_size)
-            ),
-            config.quantiles,
+        batches = validation.batches(4 * config.batch_size)
+        return evaluate(
+            model, ({k: v.to(device) for k, v in b.items()} for b in batches), config.quantiles
         )
-        seconds = time.perf_counter() - started
-        is_best = metrics["loss"] < best_loss
-        if is_best:
-            best_epoch, best_loss = epoch, metrics["loss"]
-            best_state = {
-                k: v.detach().cpu().clone() for k, v in _plain(model).state_dict().items()
-            }
-        report = EpochReport(
-            epoch=epoch,
-            train_loss=total / max(n_total, 1),
-            validation=metrics,
-            seconds=seconds,
-            samples_per_second=n_total * world / max(seconds, 1e-9),
-            is_best=is_best,
-        )
+
+    def report_epoch(report: EpochReport) -> None:
         history.append(asdict(report))
-        flat = {
-            "epoch": epoch,
+        metrics = {
+            "epoch": report.epoch,
             "train_loss": report.train_loss,
-            "val_loss": metrics["loss"],
-            "val_mae": metrics["mae"],
-            "val_coverage": metrics["coverage"],
+            "val_loss": report.validation["loss"],
+            "val_mae": report.validation["mae"],
+            "val_coverage": report.validation["coverage"],
             "samples_per_second": report.samples_per_second,
-            "is_best": is_best,
+            "is_best": report.is_best,
         }
-        if rank == 0:
-            print(_epoch_line(report), flush=True)
-            with tempfile.TemporaryDirectory() as folder:
-                _write_checkpoint(
-                    Path(folder),
-                    model,
-                    optimizer,
-                    best_state,
-                    epoch,
-                    best_epoch,
-                    best_loss,
-                    history,
-                    loop_config["normalizer"],
-                )
-                ray.train.report(flat, checkpoint=ray.train.Checkpoint.from_directory(folder))
-        else:
-            ray.train.report(flat)
-        if epoch - best_epoch >= config.patience:
-            break
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        print(_epoch_line(report), flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            _write_checkpoint(
+                Path(folder), model, optimizer, stopping, history, loop_config["normalizer"]
+            )
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
-
-def _plain(model: torch.nn.Module) -> torch.nn.Module:
-    inner = getattr(model, "module", None)
-    return inner if isinstance(inner, torch.nn.Module) else model
+    run_epochs(
+        model,
+        optimizer,
+        config,
+        stopping,
+        batches_of_epoch,
+        evaluate_all,
+        report_epoch,
+        workers=world,
+    )
 
 
 def _write_checkpoint(
     folder: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    best_state: dict[str, torch.Tensor],
-    epoch: int,
-    best_epoch: int,
-    best_loss: float,
+    stopping: EarlyStopping,
     history: list[dict[str, Any]],
     normalizer: dict[str, Any],
 ) -> None:
     state = {
-        "model": {k: v.detach().cpu() for k, v in _plain(model).state_dict().items()},
-        "best_model": best_state,
+        "model": cpu_state(model),
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "best_epoch": best_epoch,
-        "best_loss": best_loss,
+        **stopping.to_checkpoint(),
     }
     torch.save(state, folder / STATE_FILE)
     (folder / NORMALIZER_FILE).write_text(json.dumps(normalizer))
@@ -230,7 +205,7 @@ def fit_keeping_sigint(trainer: Any) -> Any:
 def ray_fitter(
     options: RayFitOptions, normalizer: Normalizer | None = None
 ) -> Callable[..., FitResult]:
-    """A `pipeline.Fitter` that trains with a TorchTrainer and leaves the best weights in place."""
+    """A `flow.Fitter` that trains with a TorchTrainer and leaves the best weights in place."""
 
     def fit_with_ray(
         model: CausalTransformer,
@@ -294,7 +269,7 @@ def ray_fitter(
 
 
 def numbered_ray_fitter(options: RayFitOptions, label: str = "fold") -> Callable[..., FitResult]:
-    """A `pipeline.Fitter` whose n-th fit (from 1) is a TorchTrainer run named
+    """A `flow.Fitter` whose n-th fit (from 1) is a TorchTrainer run named
     `<run_name>-<label><n>` with the same workers, devices and storage: the walk-forward
     folds' fits, each resumable under its own name."""
     count = itertools.count(1)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.retrain.schedule import parse_duration_s, parse_every_s
 

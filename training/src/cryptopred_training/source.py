@@ -7,24 +7,11 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from cryptopred.records import INDICATOR_COLUMNS
-from cryptopred.tables import TECHNICAL_INDICATORS
+from cryptopred_core.records import IndicatorRow, field_names
+from cryptopred_core.tables import TECHNICAL_INDICATORS
 
-COLUMNS = (
-    "pair",
-    "candle_seconds",
-    "window_start_ms",
-    "window_end_ms",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "n_trades",
-    "final",
-    *INDICATOR_COLUMNS,
-)
+#: the `technical_indicators` columns read, in the record's field order
+COLUMNS = field_names(IndicatorRow)
 
 
 def indicator_query(
@@ -59,7 +46,7 @@ def read_indicator_frame(
 
     A plain psycopg read: one query, no Ray Data start-up (see the report for the timings).
     """
-    from cryptopred.db import connect
+    from cryptopred_core.db import connect
 
     query, params = indicator_query(pair, candle_seconds, since_ms, until_ms)
     with connect(db_url) as conn, conn.cursor() as cur:

@@ -1,15 +1,16 @@
-"""Pure train/eval steps and a plain single-process fit loop with early stopping.
+"""Train/eval steps, the one epoch loop with early stopping, and the single-process fit.
 
-A Ray Train `train_loop_per_worker` calls `train_step` and `eval_step` on its own batches;
-`fit` is the same loop in one process, reused by the walk-forward backtest and benchmarks.
+`run_epochs` is the loop of every fit: `fit` runs it in one process (the local fitter, Ray Tune
+trials, benchmarks) and the Ray Train worker in `ray_fit` runs it over its shard, with a
+checkpoint after every epoch and `EarlyStopping` restored from the last one on resume.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,6 +114,114 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the full state_dict (parameters and buffers) of `model`, or of the module
+    a wrapper such as DistributedDataParallel holds."""
+    inner = getattr(model, "module", None)
+    plain = inner if isinstance(inner, nn.Module) else model
+    return {key: value.detach().cpu().clone() for key, value in plain.state_dict().items()}
+
+
+@dataclass
+class EarlyStopping:
+    """The best epoch so far, its validation loss and weights, and when to stop: after an
+    epoch `patience` or more epochs past the best. Saved in and restored from checkpoints."""
+
+    patience: int
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int = -1
+    best_loss: float = float("inf")
+    last_epoch: int = -1
+
+    @classmethod
+    def starting_from(cls, model: nn.Module, patience: int) -> EarlyStopping:
+        """Before the first epoch; the weights of `model` count as best until an epoch beats
+        an infinite loss."""
+        return cls(patience=patience, best_state=cpu_state(model))
+
+    @classmethod
+    def from_checkpoint(cls, state: Mapping[str, Any], patience: int) -> EarlyStopping:
+        """As `to_checkpoint` left it after the checkpoint's epoch."""
+        return cls(
+            patience=patience,
+            best_state=state["best_model"],
+            best_epoch=int(state["best_epoch"]),
+            best_loss=float(state["best_loss"]),
+            last_epoch=int(state["epoch"]),
+        )
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint entries `from_checkpoint` reads."""
+        return {
+            "best_model": self.best_state,
+            "epoch": self.last_epoch,
+            "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
+        }
+
+    def observe(self, epoch: int, validation_loss: float, model: nn.Module) -> bool:
+        """Record `epoch`; True (and a copy of the weights of `model`) when its loss is the
+        lowest yet."""
+        self.last_epoch = epoch
+        if not validation_loss < self.best_loss:
+            return False
+        self.best_epoch, self.best_loss = epoch, validation_loss
+        self.best_state = cpu_state(model)
+        return True
+
+    @property
+    def next_epoch(self) -> int:
+        return self.last_epoch + 1
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the last epoch observed was `patience` or more epochs past the best."""
+        return self.last_epoch >= 0 and self.last_epoch - self.best_epoch >= self.patience
+
+
+def run_epochs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    stopping: EarlyStopping,
+    batches_of_epoch: Callable[[int], Iterable[Batch]],
+    evaluate_model: Callable[[], dict[str, float]],
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    workers: int = 1,
+) -> list[EpochReport]:
+    """Epochs from `stopping.next_epoch` until `config.max_epochs` or early stopping.
+
+    Each epoch runs `train_step` over `batches_of_epoch(epoch)` (already on the model's device),
+    then `evaluate_model()` (its time counts in the epoch's), lets `stopping` observe the
+    validation loss, and calls `on_epoch` with the report. With `workers` > 1 every worker
+    trains an equal shard, so the epoch's samples are this worker's times `workers`.
+    """
+    reports: list[EpochReport] = []
+    for epoch in range(stopping.next_epoch, config.max_epochs):
+        if stopping.stopped:
+            break
+        started = time.perf_counter()
+        loss_sum, samples = 0.0, 0
+        for batch in batches_of_epoch(epoch):
+            loss = train_step(model, optimizer, batch, config.quantiles, config.grad_clip)
+            loss_sum += loss * len(batch["y"])
+            samples += len(batch["y"])
+        metrics = evaluate_model()
+        seconds = time.perf_counter() - started
+        report = EpochReport(
+            epoch=epoch,
+            train_loss=loss_sum / max(samples, 1),
+            validation=metrics,
+            seconds=seconds,
+            samples_per_second=samples * workers / max(seconds, 1e-9),
+            is_best=stopping.observe(epoch, metrics["loss"], model),
+        )
+        reports.append(report)
+        if on_epoch is not None:
+            on_epoch(report)
+    return reports
+
+
 def fit(
     model: nn.Module,
     train: WindowSource,
@@ -127,39 +236,24 @@ def fit(
     if device is not None:
         model.to(device)
     optimizer = make_optimizer(model, config)
-    result = FitResult()
-    best_state = copy.deepcopy(model.state_dict())
-    for epoch in range(config.max_epochs):
-        epoch_start = time.perf_counter()
-        losses: list[float] = []
-        weights: list[int] = []
-        shuffled = train.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch)
-        for batch in _moved(shuffled, device):
-            losses.append(train_step(model, optimizer, batch, config.quantiles, config.grad_clip))
-            weights.append(len(batch["y"]))
-        train_loss = sum(a * b for a, b in zip(losses, weights, strict=True)) / max(sum(weights), 1)
-        metrics = evaluate(
+    stopping = EarlyStopping.starting_from(model, config.patience)
+    history = run_epochs(
+        model,
+        optimizer,
+        config,
+        stopping,
+        lambda epoch: _moved(
+            train.batches(config.batch_size, shuffle_seed=config.seed * 1000 + epoch), device
+        ),
+        lambda: evaluate(
             model, _moved(validation.batches(config.batch_size * 4), device), config.quantiles
-        )
-        seconds = time.perf_counter() - epoch_start
-        is_best = metrics["loss"] < result.best_validation_loss
-        if is_best:
-            result.best_epoch = epoch
-            result.best_validation_loss = metrics["loss"]
-            best_state = copy.deepcopy(model.state_dict())
-        report = EpochReport(
-            epoch=epoch,
-            train_loss=train_loss,
-            validation=metrics,
-            seconds=seconds,
-            samples_per_second=len(train) / max(seconds, 1e-9),
-            is_best=is_best,
-        )
-        result.history.append(report)
-        if on_epoch is not None:
-            on_epoch(report)
-        if epoch - result.best_epoch >= config.patience:
-            break
-    model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - started
-    return result
+        ),
+        on_epoch,
+    )
+    model.load_state_dict(stopping.best_state)
+    return FitResult(
+        history=history,
+        best_epoch=stopping.best_epoch,
+        best_validation_loss=stopping.best_loss,
+        seconds=time.perf_counter() - started,
+    )

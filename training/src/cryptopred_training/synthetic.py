@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from cryptopred.records import INDICATOR_COLUMNS
+from cryptopred_core.records import IndicatorRow, field_names
 
 DEFAULT_START_MS = 1_700_000_040_000 // 60_000 * 60_000
 
@@ -37,7 +37,7 @@ def synthetic_indicator_frame(
     ar_coef: float = 0.0,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Contiguous candles with every INDICATOR_COLUMNS column computed by TA-Lib batch functions.
+    """Contiguous candles with every indicator column computed by TA-Lib batch functions.
 
     With ar_lag and ar_coef set, the close's log returns follow r_t = ar_coef * r_{t-ar_lag} +
     noise, a signal visible inside a window longer than ar_lag. NaN marks indicator warm-up.
@@ -74,7 +74,7 @@ def synthetic_indicator_frame(
     )
     for name, values in _indicators(open_, high, low, close, volume).items():
         frame[name] = values
-    return frame[[*frame.columns[:12], *INDICATOR_COLUMNS]]
+    return frame[list(field_names(IndicatorRow))]
 
 
 def _indicators(

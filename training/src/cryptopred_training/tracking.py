@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from cryptopred_training.config import TrainConfig
+from cryptopred_training.flow import PreparedData, TrainingOutcome, predict_returns
 from cryptopred_training.mlflow_quiet import quiet_mlflow
-from cryptopred_training.pipeline import PreparedData, TrainingOutcome, predict_returns
 from cryptopred_training.plots import (
     plot_calibration,
     plot_loss_curves,

@@ -25,7 +25,7 @@ from cryptopred_training.features import (
     chronological_split,
     valid_window_ends,
 )
-from cryptopred_training.pipeline import PreparedData, fit_normalizer, new_transformer, with_window
+from cryptopred_training.flow import PreparedData, fit_normalizer, new_transformer, with_window
 from cryptopred_training.steps import EpochReport, fit
 from cryptopred_training.tune_search import SearchSpace, TrialPoint, apply_point, sample_points
 

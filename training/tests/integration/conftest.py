@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cryptopred.db import connect, upsert
-from cryptopred.settings import Settings
+from cryptopred_core.db import connect, upsert
+from cryptopred_core.settings import Settings
 from cryptopred_training.config import TrainConfig
 
 #: a small Ray Train fit: two epochs of a 12-step window, no walk-forward

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 from cryptopred_training.demotion import demote_champion, demotion_tag_ms
 from cryptopred_training.retrain.history import last_run
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred_training.pipeline import run_training
+from cryptopred_training.flow import run_training
 from cryptopred_training.ray_fit import RayFitOptions, ray_fitter
 from cryptopred_training.synthetic import synthetic_indicator_frame
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 from cryptopred_training.cli import app
 from cryptopred_training.predictor import OUTPUT_COLUMNS
 from cryptopred_training.synthetic import synthetic_indicator_frame

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cryptopred.settings import Settings
+from cryptopred_core.settings import Settings
 from cryptopred_training.cli import app
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.predictor import PricePredictor

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cryptopred_training.config import TrainConfig
-from cryptopred_training.pipeline import gate_rule, predict_returns, prepare_data, run_training
+from cryptopred_training.flow import gate_rule, predict_returns, prepare_data, run_training
 from cryptopred_training.promotion import decide_promotion
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
@@ -50,7 +50,7 @@ def test_planted_signal_beats_both_baselines_and_is_promoted(planted):
     assert (kept.decision, kept.served) == ("challenger", "keep")
 
 
-def test_predictor_matches_the_pipeline_on_the_last_window(planted):
+def test_predictor_matches_the_training_flow_on_the_last_window(planted):
     frame, outcome = planted
     data = prepare_data(frame, CONFIG)
     end = int(outcome.split.test[-1])

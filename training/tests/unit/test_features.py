@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from cryptopred_core.records import INDICATOR_COLUMNS, IndicatorRow, field_names
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import (
     FEATURE_COLUMNS,
@@ -9,11 +10,12 @@ from cryptopred_training.features import (
     chronological_split,
     compute_features,
     compute_targets,
+    feature_arrays,
     gather_windows,
     horizon_steps,
     valid_window_ends,
 )
-from cryptopred_training.pipeline import fit_normalizer, prepare_data
+from cryptopred_training.flow import fit_normalizer, prepare_data
 from cryptopred_training.synthetic import synthetic_indicator_frame
 
 CONFIG = TrainConfig(window_steps=16, min_rows=500)
@@ -39,6 +41,20 @@ def test_targets_are_log_returns_over_each_horizon():
     assert targets[1, 1] == pytest.approx(np.log(121 / 110))
     assert np.isnan(targets[4, 0]) and np.isnan(targets[2:, 1]).all()
     assert np.isfinite(targets[:4, 0]).all() and np.isfinite(targets[:2, 1]).all()
+
+
+def test_features_read_only_record_fields_and_every_indicator_but_obv():
+    """A renamed or dropped record field fails here, and so does an indicator left out."""
+    read = []
+
+    def column(name):
+        read.append(name)
+        return np.ones(3)
+
+    out = feature_arrays(column)
+    assert tuple(out) == FEATURE_COLUMNS
+    assert set(read) <= set(field_names(IndicatorRow))
+    assert set(INDICATOR_COLUMNS) - set(read) == {"obv"}  # obv is not a feature
 
 
 def test_features_are_scale_free(frame):

@@ -1,4 +1,4 @@
-"""Ray-, MLflow- and DB-free parts of the training job: settings, query, addresses, CLI parsing."""
+"""Ray-, MLflow- and DB-free parts of the training job: settings, query, CLI parsing."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import typer
 
 from cryptopred_training.cli import parse_horizons, parse_time_ms
-from cryptopred_training.runner import choose_ray_address, run_name_for
 from cryptopred_training.settings import TrainSettings, model_name
 from cryptopred_training.source import COLUMNS, indicator_query
+from cryptopred_training.train_run import run_name_for
 
 
 def test_env_overrides_reach_the_train_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,26 +52,6 @@ def test_query_reads_final_rows_of_one_pair_in_the_range() -> None:
     assert {"final", "close", "rsi_14", "window_start_ms"} <= set(COLUMNS)
 
 
-@pytest.mark.parametrize(
-    ("environ", "answers", "expected"),
-    [
-        ({"RAY_ADDRESS": "10.0.0.1:6379"}, False, "auto"),
-        ({}, True, "127.0.0.1:6399"),
-        ({}, False, None),
-    ],
-)
-def test_ray_address_choice(environ: dict[str, str], answers: bool, expected: str | None) -> None:
-    settings = TrainSettings(ray_port=6399)
-    seen: list[str] = []
-
-    def probe(address: str) -> bool:
-        seen.append(address)
-        return answers
-
-    assert choose_ray_address(settings, environ, probe) == expected
-    assert seen == ([] if environ else ["127.0.0.1:6399"])
-
-
 def test_resume_reuses_the_last_run_name(tmp_path: Path) -> None:
     settings = TrainSettings(data_dir=tmp_path)
     first = run_name_for(settings, "BTC-USD-60s", resume=False)
@@ -98,7 +78,7 @@ def test_cli_parsers() -> None:
 def test_a_worker_asks_for_no_more_cpus_than_are_free(
     free: float, workers: int, expected: float
 ) -> None:
-    from cryptopred_training.runner import share_of_free_cpus
+    from cryptopred_training.train_run import share_of_free_cpus
 
     assert share_of_free_cpus(free, workers) == pytest.approx(expected)
 
@@ -116,7 +96,7 @@ def test_a_bad_retraining_setting_fails_with_one_line(
 ) -> None:
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
 
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError) as caught:
@@ -135,7 +115,7 @@ def test_retraining_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_training_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
-    from cryptopred_training.runner import training_lock
+    from cryptopred_training.train_run import training_lock
 
     said: list[str] = []
     settings = TrainSettings(data_dir=tmp_path, train_lock_timeout_s=0.5)
@@ -153,7 +133,7 @@ def test_a_search_cannot_resume(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from cryptopred_training.cli import app
-    from cryptopred_training.runner import TrainRequest
+    from cryptopred_training.train_run import TrainRequest
 
     env = {"CRYPTOPRED_DATA_DIR": str(tmp_path)}
     done = CliRunner().invoke(app, ["--pair", "BTC/USD", "--trials", "3", "--resume"], env=env)

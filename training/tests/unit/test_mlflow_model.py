@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from cryptopred_training.baseline_predictor import BaselinePredictor
-from cryptopred_training.champion import forecaster_loss
+from cryptopred_training.champion_scoring import forecaster_loss
 from cryptopred_training.config import TrainConfig
+from cryptopred_training.flow import prepare_data, run_training
 from cryptopred_training.mlflow_model import PREDICTOR_ARTIFACT, PricePredictorModel
 from cryptopred_training.model_card import CARD_ARTIFACT, write_card
-from cryptopred_training.pipeline import prepare_data, run_training
 from cryptopred_training.predictor import OUTPUT_COLUMNS
 from cryptopred_training.synthetic import synthetic_indicator_frame
 from cryptopred_training.tracking import baseline_tags, evaluation_metrics, version_tags

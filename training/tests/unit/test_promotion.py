@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cryptopred_training.config import TrainConfig
-from cryptopred_training.pipeline import prepare_data, train_and_decide
+from cryptopred_training.flow import prepare_data, train_and_decide
 from cryptopred_training.promotion import (
     GateEvidence,
     GateRule,

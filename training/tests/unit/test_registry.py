@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cryptopred_training.champion import load_champion
+from cryptopred_training.champion_scoring import load_champion
 from cryptopred_training.mlflow_model import log_price_model
 from cryptopred_training.model_card import CARD_PATH, UnknownModelFormatError
 from cryptopred_training.registry import alias_version, load_registered_predictor

@@ -11,7 +11,7 @@ import pytest
 
 from cryptopred_training.config import TrainConfig
 from cryptopred_training.features import chronological_split
-from cryptopred_training.pipeline import prepare_data
+from cryptopred_training.flow import prepare_data
 from cryptopred_training.synthetic import synthetic_indicator_frame
 from cryptopred_training.tune import (
     TrialOutcome,

@@ -4,7 +4,6 @@ exporter adds the `ray_` prefix), and freshness and write rates from the tables.
 
 from __future__ import annotations
 
-from cryptopred import tables
 from cryptopred.dashboards.grafana import (
     Json,
     bars,
@@ -17,45 +16,47 @@ from cryptopred.dashboards.grafana import (
     table,
     timeseries,
 )
+from cryptopred_core import metric_names as mn
+from cryptopred_core import tables
 
 UID = "cryptopred-health"
 
 RATE = "[$__rate_interval]"
-STREAM = "ray_cryptopred_stream"
-INGEST = "ray_cryptopred_ingest"
 HTTP_ROUTES = 'route!~"/-/.*"'  # Serve's own health and routes endpoints
 
 
 def _streaming() -> list[Json]:
-    def per_stage(counter: str) -> str:
-        return f"sum by (stage) (rate({STREAM}_{counter}_total{RATE}))"
+    def per_stage(counter: mn.Metric) -> str:
+        return f"sum by (stage) (rate({counter.series}{RATE}))"
 
     dead = [
-        promql(f"sum by (stage) (increase({STREAM}_dead_total{RATE}))", "{{stage}}", "A"),
+        promql(f"sum by (stage) (increase({mn.STREAM_DEAD.series}{RATE}))", "{{stage}}", "A"),
         promql(
-            f"sum by (source) (increase({INGEST}_rejects_total{RATE}))", "ingest {{source}}", "B"
+            f"sum by (source) (increase({mn.INGEST_REJECTS.series}{RATE}))",
+            "ingest {{source}}",
+            "B",
         ),
     ]
     return [
         row("Streaming stages (Prometheus)"),
         timeseries(
             "Records consumed / s by stage",
-            [promql(per_stage("consumed"), "{{stage}}")],
+            [promql(per_stage(mn.STREAM_CONSUMED), "{{stage}}")],
             width=8,
             unit="reqps",
         ),
         timeseries(
             "Records produced and rows written / s",
             [
-                promql(per_stage("produced"), "produced {{stage}}", "A"),
-                promql(per_stage("rows"), "rows {{stage}}", "B"),
+                promql(per_stage(mn.STREAM_PRODUCED), "produced {{stage}}", "A"),
+                promql(per_stage(mn.STREAM_ROWS), "rows {{stage}}", "B"),
             ],
             width=8,
             unit="reqps",
         ),
         timeseries(
             "Consumer lag (records behind)",
-            [promql(f"max by (stage) ({STREAM}_lag)", "{{stage}}")],
+            [promql(f"max by (stage) ({mn.STREAM_LAG.series})", "{{stage}}")],
             width=8,
             unit="short",
         ),
@@ -63,7 +64,7 @@ def _streaming() -> list[Json]:
             "Event-time delay by stage",
             [
                 promql(
-                    f"(time() * 1000 - max by (stage) ({STREAM}_last_event_ms)) / 1000",
+                    f"(time() * 1000 - max by (stage) ({mn.STREAM_LAST_EVENT_MS.series})) / 1000",
                     "{{stage}}",
                 )
             ],
@@ -75,9 +76,13 @@ def _streaming() -> list[Json]:
         stat(
             "Dead letters in the range",
             [
-                promql(f"sum(increase({STREAM}_dead_total[$__range])) or vector(0)", "stages", "A"),
                 promql(
-                    f"sum(increase({INGEST}_rejects_total[$__range])) or vector(0)", "ingest", "B"
+                    f"sum(increase({mn.STREAM_DEAD.series}[$__range])) or vector(0)", "stages", "A"
+                ),
+                promql(
+                    f"sum(increase({mn.INGEST_REJECTS.series}[$__range])) or vector(0)",
+                    "ingest",
+                    "B",
                 ),
             ],
             width=8,
@@ -92,19 +97,19 @@ def _ingest() -> list[Json]:
         row("Ingest (Prometheus)"),
         timeseries(
             "Trades / s by source",
-            [promql(f"sum by (source) ({INGEST}_trades_per_s)", "{{source}}")],
+            [promql(f"sum by (source) ({mn.INGEST_TRADES_PER_S.series})", "{{source}}")],
             unit="reqps",
         ),
         bars(
             "Reconnects and repaired gaps per interval",
             [
                 promql(
-                    f"sum by (source) (increase({INGEST}_reconnects_total{RATE}))",
+                    f"sum by (source) (increase({mn.INGEST_RECONNECTS.series}{RATE}))",
                     "reconnects {{source}}",
                     "A",
                 ),
                 promql(
-                    f"sum by (source) (increase({INGEST}_gaps_repaired_total{RATE}))",
+                    f"sum by (source) (increase({mn.INGEST_GAPS_REPAIRED.series}{RATE}))",
                     "gaps repaired {{source}}",
                     "B",
                 ),
@@ -115,14 +120,14 @@ def _ingest() -> list[Json]:
 
 
 def _serving() -> list[Json]:
-    def quantile(q: float, metric: str, labels: str) -> str:
+    def quantile(q: float, metric: mn.Metric, labels: str) -> str:
         return (
             f"histogram_quantile({q}, sum by (le, {labels}) "
-            f"(rate({metric}_bucket{{{HTTP_ROUTES}}}{RATE})))"
+            f"(rate({metric.bucket_series}{{{HTTP_ROUTES}}}{RATE})))"
         )
 
-    http = "ray_serve_http_request_latency_ms"
-    processing = "ray_serve_deployment_processing_latency_ms"
+    http = mn.SERVE_HTTP_REQUEST_LATENCY_MS
+    processing = mn.SERVE_DEPLOYMENT_PROCESSING_LATENCY_MS.bucket_series
     return [
         row("Serving (Ray Serve metrics)"),
         timeseries(
@@ -138,8 +143,7 @@ def _serving() -> list[Json]:
             "Deployment processing latency p99",
             [
                 promql(
-                    f"histogram_quantile(0.99, sum by (le, deployment) "
-                    f"(rate({processing}_bucket{RATE})))",
+                    f"histogram_quantile(0.99, sum by (le, deployment) (rate({processing}{RATE})))",
                     "{{deployment}}",
                 )
             ],
@@ -150,14 +154,14 @@ def _serving() -> list[Json]:
             "HTTP requests and errors / s",
             [
                 promql(
-                    "sum by (route) "
-                    f"(rate(ray_serve_num_http_requests_total{{{HTTP_ROUTES}}}{RATE}))",
+                    f"sum by (route) (rate({mn.SERVE_NUM_HTTP_REQUESTS.series}"
+                    f"{{{HTTP_ROUTES}}}{RATE}))",
                     "{{route}}",
                     "A",
                 ),
                 promql(
                     "sum by (route, error_code) "
-                    f"(rate(ray_serve_num_http_error_requests_total{RATE}))",
+                    f"(rate({mn.SERVE_NUM_HTTP_ERROR_REQUESTS.series}{RATE}))",
                     "error {{error_code}} {{route}}",
                     "B",
                 ),
@@ -168,12 +172,12 @@ def _serving() -> list[Json]:
         row("Ray nodes (Prometheus)"),
         timeseries(
             "Node CPU",
-            [promql("ray_node_cpu_utilization", "{{instance}}")],
+            [promql(mn.NODE_CPU_UTILIZATION.series, "{{instance}}")],
             unit="percent",
         ),
         timeseries(
             "Node memory used",
-            [promql("ray_node_mem_used", "{{instance}}")],
+            [promql(mn.NODE_MEM_USED.series, "{{instance}}")],
             unit="bytes",
         ),
     ]

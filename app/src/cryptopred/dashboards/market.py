@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cryptopred import tables
 from cryptopred.dashboards.grafana import (
     Json,
     bars,
@@ -15,6 +14,7 @@ from cryptopred.dashboards.grafana import (
     stat,
     timeseries,
 )
+from cryptopred_core import tables
 
 UID = "cryptopred-market"
 

@@ -3,7 +3,6 @@ per model version beside persistence (tables predictions, prediction_outcomes, c
 
 from __future__ import annotations
 
-from cryptopred import tables
 from cryptopred.dashboards.grafana import (
     Json,
     dashboard,
@@ -15,6 +14,7 @@ from cryptopred.dashboards.grafana import (
     table,
     timeseries,
 )
+from cryptopred_core import tables
 
 UID = "cryptopred-predictions"
 

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.live import Live
 
 from cryptopred.demo.settings import DemoSource, load_demo_settings
-from cryptopred.settings import SettingsError
 from cryptopred.stack import manager
 from cryptopred.stack.process import PartError
+from cryptopred_core.settings import SettingsError
 
 console = Console()
 err_console = Console(stderr=True)

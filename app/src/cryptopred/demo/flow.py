@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from cryptopred.db import connect, create_schema, fetch_all
 from cryptopred.demo.settings import DemoSettings
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import Settings
-from cryptopred.topics import ALL_TOPICS
+from cryptopred_core.db import connect, create_schema, fetch_all
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.settings import Settings
+from cryptopred_core.topics import ALL_TOPICS
 
 Say = Callable[[str], None]
 SOURCE_ACTOR = "demo-source"
@@ -254,7 +254,7 @@ class Demo:
 
     def train_models(self) -> None:
         from cryptopred_training.dataset import DataValidationError
-        from cryptopred_training.runner import TrainRequest, train
+        from cryptopred_training.train_run import TrainRequest, train
 
         for pair in self.pairs:
             self.say(f"training {pair} ({self.candle_seconds} s candles) on Ray Train ...")

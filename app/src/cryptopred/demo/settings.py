@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from cryptopred.settings import (
+from cryptopred_core.settings import (
     Settings,
     SettingsError,
     _split_csv,

@@ -15,8 +15,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from cryptopred.db import connect, fetch_all
 from cryptopred.demo.flow import Demo, http_json, pair_url
+from cryptopred_core.db import connect, fetch_all
 
 
 @dataclass

@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from cryptopred import topics
-from cryptopred.db import connect, create_schema
-from cryptopred.kafka import ensure_topics
-from cryptopred.settings import Settings
 from cryptopred.stack.part import Part
 from cryptopred.stack.parts import all_parts, port_conflicts
 from cryptopred.stack.process import PartError
+from cryptopred_core import topics
+from cryptopred_core.db import connect, create_schema
+from cryptopred_core.kafka import ensure_topics
+from cryptopred_core.settings import Settings
 
 Say = Callable[[str], None]
 

@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 
 import psutil
 
-from cryptopred.settings import Settings
 from cryptopred.stack.process import (
     ProcessRecord,
     read_record,
@@ -14,6 +13,7 @@ from cryptopred.stack.process import (
     wait_until,
     write_record,
 )
+from cryptopred_core.settings import Settings
 
 
 class Part(ABC):

@@ -9,24 +9,19 @@ from pathlib import Path
 
 import psutil
 
-from cryptopred.kafka import broker_healthy
-from cryptopred.raycluster import (
+from cryptopred.stack.part import Part
+from cryptopred.stack.postgres import Postgres
+from cryptopred.stack.process import PartError, http_ok, spawn
+from cryptopred_core.kafka import broker_healthy
+from cryptopred_core.ports import free_port, port_in_use
+from cryptopred_core.raycluster import (
     embedded_ray_env,
     ensure_ray_token,
     remove_serve_run_dir,
     serve_ingress_env,
     serve_run_dir,
 )
-from cryptopred.settings import Settings, settings_environ
-from cryptopred.stack.part import Part
-from cryptopred.stack.postgres import Postgres
-from cryptopred.stack.process import (
-    PartError,
-    free_port,
-    http_ok,
-    port_in_use,
-    spawn,
-)
+from cryptopred_core.settings import Settings, settings_environ
 
 __all__ = ["Broker", "Mlflow", "Part", "Postgres", "RayHead", "all_parts", "port_conflicts"]
 

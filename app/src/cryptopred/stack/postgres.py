@@ -11,9 +11,9 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from cryptopred.stack.credentials import read_or_create_secret, write_private
 from cryptopred.stack.part import Part
 from cryptopred.stack.process import PartError, last_line, stop_group
+from cryptopred_core.credentials import read_or_create_secret, write_private
 
 #: the role Grafana's SQL datasource uses: it may connect and SELECT, nothing else
 GRAFANA_ROLE = "cryptopred_grafana"
@@ -146,7 +146,7 @@ class Postgres(Part):
 
     def _require_passwords(self) -> None:
         """Give the owner role its password, then make the server ask every client for one
-        (a data folder made before passwords were used is converted the same way)."""
+        (a data folder that trusts local connections is converted the same way)."""
         hba = self.pgdata / "pg_hba.conf"
         if hba.read_text() == PG_HBA:
             return

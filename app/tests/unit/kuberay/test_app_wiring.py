@@ -11,9 +11,10 @@ from types import ModuleType
 import pytest
 import yaml
 
-from cryptopred import topics
-from cryptopred.db.schema import TABLES, app_written_tables
-from cryptopred.settings import ENV_PREFIX
+from cryptopred_core import topics
+from cryptopred_core.db.schema import TABLES, app_written_tables
+from cryptopred_core.settings import ENV_PREFIX
+from cryptopred_ingest.settings import IngestSettings
 from cryptopred_testsupport.kuberay.checks import parse_tables
 from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
@@ -153,8 +154,9 @@ def test_app_settings_in_the_cluster_are_valid(overlay: str) -> None:
     env = one(render(overlay), "ConfigMap", "cryptopred-env")["data"]
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
     assert all(key.startswith(ENV_PREFIX) for key in env)
-    # The trainer's settings extend the app's (CRYPTOPRED_RETRAIN_* drive the RayCronJob's runs).
-    known = set(TrainSettings.model_fields)
+    # The trainer's settings extend the app's (CRYPTOPRED_RETRAIN_* drive the RayCronJob's runs);
+    # the live source reads the ingest settings (CRYPTOPRED_KRAKEN_*).
+    known = set(TrainSettings.model_fields) | set(IngestSettings.model_fields)
     assert set(fields) <= known, set(fields) - known
     settings = TrainSettings(**fields)
     assert settings.retrain_every_s is not None
@@ -168,20 +170,18 @@ def test_ray_jobs_run_the_app_entry_points_on_the_raycluster(overlay: str) -> No
     docs = render(overlay)
     clusters = {c["metadata"]["name"] for c in of_kind(docs, "RayCluster")}
     stream, backfill = one(docs, "RayJob", "stream"), one(docs, "RayJob", "backfill")
-    assert stream["spec"]["entrypoint"] == "python -m cryptopred_ingest.stream.job"
+    assert stream["spec"]["entrypoint"] == "python -m cryptopred_ingest.stream.job --live-source"
     assert backfill["spec"]["entrypoint"] == (
         "cryptopred ingest backfill --pairs BTC/USD,ETH/USD --since 24h"
     )
     cron = one(docs, "RayCronJob", "retrain")
     assert cron["spec"]["schedule"] == "0 */6 * * *"
-    for spec in (stream["spec"], backfill["spec"], cron["spec"]["jobTemplate"]):
+    for spec in (stream["spec"], backfill["spec"]):
         assert spec["clusterSelector"]["ray.io/cluster"] in clusters
-    # The cron entrypoint runs the mounted script, which retrains every served model.
+    # The cron entrypoint runs the mounted script, which retrains every served model, on the
+    # run's own cluster (test_training_isolation.py).
     script_path = cron["spec"]["jobTemplate"]["entrypoint"].split()[-1]
-    cluster = one(
-        docs, "RayCluster", cron["spec"]["jobTemplate"]["clusterSelector"]["ray.io/cluster"]
-    )
-    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    head = cron["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in head["containers"][0]["volumeMounts"]}
     volume = next(v for v in head["volumes"] if v.get("configMap"))
     script_dir, script_name = script_path.rsplit("/", 1)

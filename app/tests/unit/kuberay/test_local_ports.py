@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cryptopred.settings import ENV_PREFIX, Settings
 from cryptopred.stack.parts import all_parts
+from cryptopred_core.settings import ENV_PREFIX, Settings
 from cryptopred_serving.settings import ServeSettings
 from cryptopred_testsupport.kuberay.render import KUBERAY, make_kuberay, one, render
 

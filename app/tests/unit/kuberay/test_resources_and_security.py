@@ -10,10 +10,13 @@ from cryptopred_testsupport.kuberay.render import (
     DEV_REQUEST_MEM,
     KUBERAY,
     OVERLAYS,
+    PROD_NODE_ALLOCATABLE,
     PROD_POD_MAX,
     PROD_REQUEST_BUDGET,
     Obj,
     containers,
+    job_cluster_pod,
+    memory,
     of_kind,
     one,
     pod_specs,
@@ -25,24 +28,34 @@ from cryptopred_testsupport.kuberay.render import (
 )
 
 
-def test_dev_fits_four_vcpu_and_eight_gib() -> None:
-    total = totals(render("dev"), "dev")
+def test_dev_fits_four_vcpu_and_twelve_gib() -> None:
+    docs = render("dev")
+    steady = totals(docs, "dev", job_clusters=False)
     cpu_budget, mem_budget = DEV_BUDGET
-    assert total["req_cpu"] <= total["lim_cpu"] <= cpu_budget, total
-    assert total["req_mem"] <= total["lim_mem"] <= mem_budget, total
-    assert total["req_mem"] <= DEV_REQUEST_MEM, total
+    assert steady["req_cpu"] <= steady["lim_cpu"] <= cpu_budget, steady
+    assert steady["req_mem"] <= steady["lim_mem"] <= mem_budget, steady
+    with_training = totals(docs, "dev")
+    assert with_training["req_mem"] > steady["req_mem"]  # the retraining run is counted
+    assert with_training["req_cpu"] <= cpu_budget, with_training
+    assert with_training["req_mem"] <= DEV_REQUEST_MEM, with_training
 
 
-def test_prod_fits_one_large_or_two_medium_civo_nodes() -> None:
-    pods = running_pods(render("prod"), "prod")
-    total = totals(render("prod"), "prod")
+def test_prod_fits_one_xlarge_civo_node_with_a_retraining_run() -> None:
+    docs = render("prod")
+    total = totals(docs, "prod")
+    assert total["req_mem"] > totals(docs, "prod", job_clusters=False)["req_mem"]
     assert total["req_cpu"] <= PROD_REQUEST_BUDGET[0], total
     assert total["req_mem"] <= PROD_REQUEST_BUDGET[1], total
-    for where, usage, _ in pods:
+    for where, usage, _ in running_pods(docs, "prod"):
+        if job_cluster_pod(where):  # the retraining run's head: on the xlarge node
+            assert usage["req_cpu"] <= PROD_NODE_ALLOCATABLE[0], where
+            assert usage["lim_mem"] <= PROD_NODE_ALLOCATABLE[1], where
+            continue
         assert usage["req_cpu"] <= PROD_POD_MAX[0] and usage["req_mem"] <= PROD_POD_MAX[1], where
         assert usage["lim_mem"] <= PROD_POD_MAX[1], f"{where}: limit larger than a medium node"
-    dev = totals(render("dev"), "dev")
-    assert total["lim_cpu"] > dev["lim_cpu"] and total["lim_mem"] > dev["lim_mem"]
+    dev = totals(render("dev"), "dev", job_clusters=False)
+    steady = totals(docs, "prod", job_clusters=False)
+    assert steady["lim_cpu"] > dev["lim_cpu"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -161,3 +174,23 @@ def test_kind_maps_the_dev_node_ports() -> None:
     assert external["configuration"]["bootstrap"]["nodePort"] in host_port
     for broker in external["configuration"]["brokers"]:
         assert host_port[broker["nodePort"]] == broker["advertisedPort"]
+
+
+#: peak resident memory of `ray job submit` as it starts, measured with `/usr/bin/time -v`
+SUBMIT_CLI_PEAK_MIB = 214
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_submitters_have_room_for_the_ray_job_cli(overlay: str) -> None:
+    submitters = [
+        (where, pod)
+        for obj in render(overlay)
+        if obj["kind"] in ("RayJob", "RayCronJob")
+        for where, pod, _ in pod_specs(obj)
+        if where.endswith("submitter")
+    ]
+    assert len(submitters) == 3, [where for where, _ in submitters]
+    for where, pod in submitters:
+        for container in containers(pod):
+            limit_mib = memory(container["resources"]["limits"]["memory"]) / 2**20
+            assert limit_mib >= 1.5 * SUBMIT_CLI_PEAK_MIB, f"{where}: {limit_mib:.0f} MiB"

@@ -66,14 +66,13 @@ def test_raycronjob_retrains_as_the_retrain_settings_say(overlay: str) -> None:
 def test_the_retrain_script_runs_where_the_settings_are(overlay: str) -> None:
     docs = render(overlay)
     cron = one(docs, "RayCronJob", "retrain")
-    cluster = one(
-        docs, "RayCluster", cron["spec"]["jobTemplate"]["clusterSelector"]["ray.io/cluster"]
-    )
-    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    # each run's own cluster (rayClusterSpec) reads the settings
+    cluster = cron["spec"]["jobTemplate"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     sources = [s["configMapRef"]["name"] for s in head.get("envFrom", []) if "configMapRef" in s]
     assert "cryptopred-env" in sources
     _, _, script = _parts(overlay)
-    assert "cryptopred train " not in script  # the old per-pair loop
+    assert "cryptopred train " not in script  # no per-pair loop: `retrain once` runs them
 
 
 def test_schedule_check_catches_each_drift() -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from cryptopred.settings import ENV_PREFIX
+from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_testsupport.kuberay.render import OVERLAYS, make_kuberay, of_kind, one, render
 from cryptopred_training.settings import TrainSettings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptopred_ingest.publish import Publisher
-from cryptopred_ingest.runner import pump
+from cryptopred_ingest.pump import pump
 from cryptopred_ingest.settings import IngestSettings
 
 SourceKind = Literal["live", "replay-kraken-csv", "replay-jsonl", "synthetic"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from cryptopred.records import RecordError, Trade, decode
+from cryptopred_core.records import RecordError, Trade, decode
 from cryptopred_ingest.publish import Batch, Reject
 from cryptopred_ingest.sources.ids import TickIds
 

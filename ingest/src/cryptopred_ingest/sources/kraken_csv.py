@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cryptopred.records import MAX_TS_MS, MIN_TS_MS, Trade
+from cryptopred_core.records import MAX_TS_MS, MIN_TS_MS, Trade
 from cryptopred_ingest.publish import Batch, Reject, encode_trade_columns
 from cryptopred_ingest.sources.ids import TickIds
 

@@ -21,7 +21,7 @@ from typing import Any
 import tenacity
 import websocket
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.dedup import Dedup, LastSeen, repair_since_ns
 from cryptopred_ingest.publish import Publisher, now_ms
 from cryptopred_ingest.reconnect import NETWORK_ERRORS, Backoff, Watchdog, run_with_reconnect

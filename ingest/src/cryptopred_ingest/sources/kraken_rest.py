@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.publish import Reject, make_trade
 from cryptopred_ingest.reconnect import Backoff
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.publish import Reject, make_trade
 
 WS_URL = "wss://ws.kraken.com/v2"

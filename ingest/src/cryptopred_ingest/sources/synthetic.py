@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cryptopred.records import Trade
+from cryptopred_core.records import Trade
 from cryptopred_ingest.publish import Batch
 
 SOURCE = "synthetic"
@@ -58,8 +58,8 @@ def pair_model(pair: str) -> PairModel:
         return _KNOWN[pair]
     h = zlib.crc32(pair.encode())
     price = 10.0 ** ((h % 600) / 100.0 - 1.0)  # 0.1 .. 1e5
-    # a tick of 1e-6 to 1e-5 of the price, as the known pairs have: a fixed 4 decimals made a
-    # 0.16 price move by whole 0.06 % ticks (most minutes flat, no model beat persistence)
+    # a tick of 1e-6 to 1e-5 of the price, as the known pairs have: a fixed 4 decimals would
+    # move a 0.16 price by whole 0.06 % ticks (most minutes flat, no model beating persistence)
     decimals = max(0, 5 - math.floor(math.log10(price)))
     return PairModel(round(price, decimals), 0.2 + (h >> 10) % 8 / 10.0, 100.0 / price, decimals)
 

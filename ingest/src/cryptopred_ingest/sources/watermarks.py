@@ -13,9 +13,9 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
-from cryptopred import tables
-from cryptopred.db import connect, upsert
-from cryptopred.db.rows import SourceWatermark
+from cryptopred_core import tables
+from cryptopred_core.db import connect, upsert
+from cryptopred_core.db.rows import SourceWatermark
 
 log = logging.getLogger(__name__)
 

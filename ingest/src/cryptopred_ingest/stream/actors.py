@@ -14,10 +14,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptopred.pipeline.runner import RunnerStats, StageRunner
-from cryptopred.pipeline.writer import DbWriter
-from cryptopred.raycluster import prepare_ray_auth
-from cryptopred.supervision import crash_record, ray_supervisor
+from cryptopred_core.metric_names import (
+    STREAM_COUNTERS,
+    STREAM_LAG,
+    STREAM_LAST_EVENT_MS,
+    STREAM_RESTARTS,
+    create_metric,
+)
+from cryptopred_core.pipeline.runner import RunnerStats, StageRunner
+from cryptopred_core.pipeline.writer import DbWriter
+from cryptopred_core.raycluster import connect_ray
+from cryptopred_core.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
 
@@ -31,7 +38,7 @@ def actor_name(stage: str, replica: int) -> str:
 
 
 def supervision_key(settings: StreamSettings, stage: str, replica: int) -> str:
-    """Key of a stage actor's crash record (see `cryptopred.supervision`)."""
+    """Key of a stage actor's crash record (see `cryptopred_core.supervision`)."""
     return f"{settings.ray_namespace}/{actor_name(stage, replica)}"
 
 
@@ -131,30 +138,13 @@ class _StageMetrics:
     """Counters and gauges through ray.util.metrics (scraped by Prometheus in the cluster)."""
 
     def __init__(self, stage: str) -> None:
-        from ray.util import metrics
-
         tags = {"stage": stage}
         self.counters = {
-            name: metrics.Counter(f"cryptopred_stream_{name}_total", desc, ("stage",))
-            for name, desc in (
-                ("consumed", "records consumed by a stage"),
-                ("produced", "records produced by a stage"),
-                ("dead", "records a stage sent to the dlq"),
-                ("rows", "rows a stage wrote to the DB"),
-            )
+            key: create_metric(metric, tags) for key, metric in STREAM_COUNTERS.items()
         }
-        for counter in self.counters.values():
-            counter.set_default_tags(tags)
-        self.restarts = metrics.Counter(
-            "cryptopred_stream_restarts_total", "restarts of a stage actor", ("stage",)
-        )
-        self.restarts.set_default_tags(tags)
-        self.lag = metrics.Gauge("cryptopred_stream_lag", "records behind, per stage", ("stage",))
-        self.lag.set_default_tags(tags)
-        self.event = metrics.Gauge(
-            "cryptopred_stream_last_event_ms", "event time of the latest input", ("stage",)
-        )
-        self.event.set_default_tags(tags)
+        self.restarts = create_metric(STREAM_RESTARTS, tags)
+        self.lag = create_metric(STREAM_LAG, tags)
+        self.event = create_metric(STREAM_LAST_EVENT_MS, tags)
         self.reported = dict.fromkeys(self.counters, 0)
 
     def report(self, stats: dict[str, Any]) -> None:
@@ -177,23 +167,14 @@ def _replicas(settings: StreamSettings) -> dict[str, int]:
     return {stage: counts[stage] for stage in STAGES}
 
 
-def connect_ray(settings: StreamSettings) -> Any:
-    import ray
-
-    if not ray.is_initialized():
-        prepare_ray_auth(settings)
-        ray.init(
-            address=settings.ray_gcs_address,
-            namespace=settings.ray_namespace,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    return ray
+def stream_ray(settings: StreamSettings) -> Any:
+    """`ray`, joined to the cluster the stages run on (in their namespace)."""
+    return connect_ray(settings, log_to_driver=False, namespace=settings.ray_namespace)
 
 
 def start_pipeline(settings: StreamSettings) -> list[str]:
     """Create (or find) every stage actor; returns their names."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     remote_cls = ray.remote(StageWorker)
     names = []
     for stage, count in _replicas(settings).items():
@@ -213,7 +194,7 @@ def start_pipeline(settings: StreamSettings) -> list[str]:
 
 
 def _find(settings: StreamSettings) -> list[tuple[str, Any]]:
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     found = []
     for info in ray.util.list_named_actors(all_namespaces=True):
         name = info["name"] if isinstance(info, dict) else info
@@ -226,7 +207,7 @@ def _find(settings: StreamSettings) -> list[tuple[str, Any]]:
 def pipeline_status(settings: StreamSettings, timeout_s: float = 10) -> list[dict[str, Any]]:
     """Per actor: lag, rates, last event time, restarts and last error (or the error that
     prevents an answer)."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     out = []
     for name, handle in _find(settings):
         try:
@@ -247,7 +228,7 @@ def pipeline_status(settings: StreamSettings, timeout_s: float = 10) -> list[dic
 
 def stop_pipeline(settings: StreamSettings, say: Callable[[str], None] = print) -> list[str]:
     """Stop every stage actor gracefully (leaving consumer groups), then remove it."""
-    ray = connect_ray(settings)
+    ray = stream_ray(settings)
     stopped = []
     for name, handle in _find(settings):
         try:

@@ -15,20 +15,19 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 import psycopg
-from confluent_kafka import Message
 
-from cryptopred import tables, topics
-from cryptopred.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
-from cryptopred.pipeline.checkpoints import (
+from cryptopred_core import tables, topics
+from cryptopred_core.db.rows import SourceWatermark, StreamCheckpoint, StreamPairState
+from cryptopred_core.pipeline.checkpoints import (
     load_checkpoints,
     load_pair_state,
     load_pair_states,
     load_source_watermarks,
 )
-from cryptopred.pipeline.resume import ResumePoint
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import RecordError, Trade, decode, decode_trade_wire, encode
-from cryptopred.retry import DbCalls
+from cryptopred_core.pipeline.resume import ResumePoint
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import TradeWire, encode
+from cryptopred_core.retry import DbCalls
 from cryptopred_ingest.windows import LATE, CandleBuilder
 from cryptopred_ingest.windows_state import NEVER
 
@@ -168,33 +167,13 @@ class CandleStage(Stage):
             self._saved.pop(partition, None)
 
     def handle(self, message: Inbound, now_ms: int, out: Emit) -> None:
+        """Decode the trade (msgspec's C-validated wire type) and add it to the builder."""
         if now_ms != self._clock_ms:  # the builder learns the batch's wall time before its trades
             self.builder.observe_clock(now_ms)
             self._clock_ms = now_ms
-        try:
-            trade = decode(message.value, Trade)
-        except RecordError as exc:
-            place = (message.topic, message.partition, message.offset)
-            out.dead_letter(self.name, exc.reason, message.value, now_ms, place)
-            return
-        self.builder.add(trade, message.partition, message.offset)
-
-    def handle_batch(self, messages: list[Message], now_ms: int, out: Emit) -> int:
-        """The hot path: decode with the C-validated wire type and add, no per-message objects."""
-        if now_ms != self._clock_ms:
-            self.builder.observe_clock(now_ms)
-            self._clock_ms = now_ms
-        add = self.builder.add
-        for msg in messages:
-            value = msg.value() or b""
-            try:
-                trade = decode_trade_wire(value)
-            except RecordError as exc:
-                place = (topics.TRADES, msg.partition() or 0, msg.offset())
-                out.dead_letter(self.name, exc.reason, value, now_ms, place)
-                continue
-            add(trade, msg.partition() or 0, msg.offset())
-        return len(messages)
+        trade = self.decode_or_dead_letter(message, TradeWire, now_ms, out)
+        if trade is not None:
+            self.builder.add(trade, message.partition, message.offset)
 
     def tick(self, now_ms: int, out: Emit) -> None:
         # the runner ticks only when caught up, so a pair looks idle only when it really is

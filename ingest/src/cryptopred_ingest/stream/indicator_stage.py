@@ -14,11 +14,11 @@ from typing import Any
 
 import psycopg
 
-from cryptopred import tables, topics
-from cryptopred.db import fetch_all
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import Candle, IndicatorRow, field_names
-from cryptopred.retry import DbCalls
+from cryptopred_core import tables, topics
+from cryptopred_core.db import fetch_all
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import Candle, IndicatorRow, field_names
+from cryptopred_core.retry import DbCalls
 from cryptopred_ingest.indicators import MAX_FLAT_CANDLES, RESTORE_CANDLES, IndicatorEngine
 
 _COLUMNS = ", ".join(f'"{c}"' for c in field_names(IndicatorRow))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError
 
-from cryptopred.settings import Settings, SettingsError, describe_error
+from cryptopred_core.settings import Settings, SettingsError, describe_error
 
 
 class StreamSettings(Settings):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from cryptopred import tables, topics
-from cryptopred.pipeline.stage import Emit, Inbound, Stage
-from cryptopred.records import Candle, IndicatorRow
+from cryptopred_core import tables, topics
+from cryptopred_core.pipeline.stage import Emit, Inbound, Stage
+from cryptopred_core.records import Candle, IndicatorRow
 
 Route = tuple[type[Candle], str]  # record type (Candle or IndicatorRow), table
 
@@ -22,7 +22,7 @@ class SinkStage(Stage):
     `upstream_finals` names topics whose final records the producing stage has upserted itself
     before committing its offsets (the indicator stage keeps its history so): the sink checks
     those and moves past them without writing them again, and stores their open records. The
-    upsert never turns a final row back into an open one (`cryptopred.db`), so an open record
+    upsert never turns a final row back into an open one (`cryptopred_core.db`), so an open record
     stored after its window's final row changes nothing.
     """
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cryptopred import topics
-from cryptopred.pipeline.stage import Stage
-from cryptopred.retry import DbCalls
+from cryptopred_core import topics
+from cryptopred_core.pipeline.stage import Stage
+from cryptopred_core.retry import DbCalls
 from cryptopred_ingest.stream.candles import CandleStage, PostgresCandleState
 from cryptopred_ingest.stream.indicator_stage import IndicatorStage, postgres_history
 from cryptopred_ingest.stream.settings import StreamSettings

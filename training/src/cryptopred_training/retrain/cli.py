@@ -28,7 +28,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _settings() -> Any:
     from pydantic import ValidationError
 
-    from cryptopred.settings import describe_error
+    from cryptopred_core.settings import describe_error
     from cryptopred_training.settings import TrainSettings
 
     try:
@@ -39,22 +39,12 @@ def _settings() -> Any:
 
 def _join_cluster(settings: Any) -> None:
     """Join the running Ray cluster; the scheduler must outlive this command."""
-    import os
+    from cryptopred_core.raycluster import NoRayClusterError, connect_ray
 
-    from cryptopred_training.runner import choose_ray_address, gcs_answers
-
-    address = choose_ray_address(settings, dict(os.environ), gcs_answers)
-    if address is None:
-        raise _fail(
-            f"no Ray cluster answers at {settings.ray_gcs_address}; start the stack with "
-            "`cryptopred up`"
-        )
-    from cryptopred.raycluster import prepare_ray_auth
-
-    prepare_ray_auth(settings)
-    import ray
-
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        connect_ray(settings, log_to_driver=False)
+    except NoRayClusterError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _clock(ts_ms: int | None) -> str:

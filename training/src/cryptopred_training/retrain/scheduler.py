@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptopred.settings import settings_environ
+from cryptopred_core.settings import settings_environ
 from cryptopred_training.demotion import demotion_tag_ms
 from cryptopred_training.retrain.child import ChildResult, run_child
 from cryptopred_training.retrain.history import (
@@ -100,7 +100,7 @@ def noticed_demotion(
 
 def newest_final_start_ms(db_url: str, pair: str, candle_seconds: int) -> int | None:
     """The start of the newest final indicator row of one model's series (None: no rows)."""
-    from cryptopred.db import connect
+    from cryptopred_core.db import connect
 
     with connect(db_url) as conn:
         row = conn.execute(
@@ -117,7 +117,7 @@ class RetrainScheduler:
     def __init__(self, settings: TrainSettings, ray_address: str) -> None:
         from mlflow import MlflowClient
 
-        from cryptopred.supervision import ray_supervisor
+        from cryptopred_core.supervision import ray_supervisor
 
         every_s = settings.retrain_every_s
         if every_s is None:
@@ -333,7 +333,7 @@ def retrain_in_process(settings: TrainSettings, say: Any = print) -> list[str]:
     the names whose run failed (each logged to MLflow with its reason)."""
     from mlflow import MlflowClient
 
-    from cryptopred_training.runner import TrainRequest, train
+    from cryptopred_training.train_run import TrainRequest, train
 
     client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
     failed = []

@@ -1,0 +1,111 @@
+"""Retraining runs on a Ray cluster of its own, never on the pipeline's RayCluster where the
+stream stages and the live source run, with memory from the measured peaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryptopred_core.settings import ENV_PREFIX
+from cryptopred_testsupport.kuberay.render import (
+    OVERLAYS,
+    RETRAIN_HEADROOM,
+    RETRAIN_PEAK_MEM,
+    Obj,
+    job_cluster_pod,
+    memory,
+    of_kind,
+    one,
+    pod_specs,
+    render,
+)
+from cryptopred_training.settings import TrainSettings
+
+
+def _train_settings(docs: list[Obj]) -> TrainSettings:
+    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
+    fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
+    return TrainSettings(**fields)
+
+
+def training_problems(docs: list[Obj]) -> list[str]:
+    """Why a training job could run on a long-lived cluster: every RayJob or RayCronJob that
+    trains (component `training`) must bring its own cluster and select none."""
+    problems = []
+    for obj in [*of_kind(docs, "RayJob"), *of_kind(docs, "RayCronJob")]:
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "training":
+            continue
+        where = f"{obj['kind']} {obj['metadata']['name']}"
+        spec = obj["spec"].get("jobTemplate", obj["spec"])
+        if "clusterSelector" in spec:
+            problems.append(f"{where}: selects the running cluster {spec['clusterSelector']}")
+        if "rayClusterSpec" not in spec:
+            problems.append(f"{where}: has no cluster of its own (rayClusterSpec)")
+        rules = (spec.get("deletionStrategy") or {}).get("deletionRules", [])
+        ended = {
+            r["condition"].get("jobStatus") or r["condition"].get("jobDeploymentStatus")
+            for r in rules
+            if r["policy"] == "DeleteCluster" and r["condition"].get("ttlSeconds", 0) == 0
+        }
+        if not {"SUCCEEDED", "FAILED", "Failed"} <= ended:
+            problems.append(f"{where}: its cluster outlives the run ({sorted(ended)})")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_retraining_never_runs_on_the_pipeline_cluster(overlay: str) -> None:
+    docs = render(overlay)
+    cron = one(docs, "RayCronJob", "retrain")
+    assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "training"
+    assert training_problems(docs) == []
+    # Its pods are its own: none is the pipeline head or a stream job's.
+    wheres = [where for where, _, _ in pod_specs(cron)]
+    assert [w for w in wheres if job_cluster_pod(w)] == ["RayCronJob retrain head"]
+    head = cron["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    assert head["metadata"]["labels"]["app.kubernetes.io/component"] == "training"
+    pipeline = one(docs, "RayCluster", "cryptopred")
+    pipeline_head = pipeline["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+    assert pipeline_head["app.kubernetes.io/component"] == "pipeline"
+    # The pipeline cluster has no worker group a training task could be placed on, and the
+    # jobs that select it (stream, backfill) do not train.
+    assert not pipeline["spec"].get("workerGroupSpecs")
+    for job in of_kind(docs, "RayJob"):
+        if "clusterSelector" in job["spec"]:
+            assert "train" not in job["spec"]["entrypoint"].split()[:3], job["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_retraining_head_has_memory_for_the_measured_peak(overlay: str) -> None:
+    docs = render(overlay)
+    workers = _train_settings(docs).train_workers
+    peak = RETRAIN_PEAK_MEM[workers]
+    cron = one(docs, "RayCronJob", "retrain")
+    pod = cron["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    resources = container["resources"]
+    assert memory(resources["requests"]["memory"]) >= peak, (workers, resources)
+    assert memory(resources["limits"]["memory"]) >= peak * RETRAIN_HEADROOM, (workers, resources)
+    # the run reads the same settings and the same script as before
+    assert {"configMapRef": {"name": "cryptopred-env"}} in container["envFrom"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    script = cron["spec"]["jobTemplate"]["entrypoint"].split()[-1]
+    assert script.startswith(mounts["scripts"] + "/")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_retraining_run_ends_before_the_next_slot(overlay: str) -> None:
+    docs = render(overlay)
+    every_s = _train_settings(docs).retrain_every_s
+    deadline_s = one(docs, "RayCronJob", "retrain")["spec"]["jobTemplate"]["activeDeadlineSeconds"]
+    assert every_s is not None and 0 < deadline_s < every_s
+
+
+def test_training_problems_names_a_job_on_the_pipeline_cluster() -> None:
+    job: Obj = {
+        "kind": "RayJob",
+        "metadata": {"name": "t", "labels": {"app.kubernetes.io/component": "training"}},
+        "spec": {"clusterSelector": {"ray.io/cluster": "cryptopred"}, "entrypoint": "x"},
+    }
+    found = training_problems([job])
+    assert any("selects the running cluster" in p for p in found)
+    assert any("no cluster of its own" in p for p in found)
+    assert any("outlives the run" in p for p in found)
