@@ -16,7 +16,7 @@ TEST_PATH = PATH="$$PATH:$(TOOL_BIN)"
 SOURCE ?= kraken
 PAIRS ?=
 
-.PHONY: help uv system-deps sync demo up down status test test-unit test-integration lint fmt typecheck check clean
+.PHONY: help uv system-deps sync demo up down status test test-unit test-integration test-rehearsal lint fmt typecheck check clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,10 +61,13 @@ test: sync system-deps ## Run every test: unit and integration (real tansu, Post
 	$(TEST_PATH) $(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
-	$(TEST_PATH) $(RUN) pytest -m "not integration and not live" $(PYTEST_ARGS)
+	$(TEST_PATH) $(RUN) pytest -m "not integration and not live and not rehearsal" $(PYTEST_ARGS)
 
 test-integration: sync system-deps ## Run the integration tests only
-	$(TEST_PATH) $(RUN) pytest -m "integration and not live" $(PYTEST_ARGS)
+	$(TEST_PATH) $(RUN) pytest -m "integration and not live and not rehearsal" $(PYTEST_ARGS)
+
+test-rehearsal: sync system-deps ## Run the dev overlay's cluster rehearsal test (~10 min; not in `make test`)
+	$(TEST_PATH) $(RUN) pytest -m rehearsal $(PYTEST_ARGS)
 
 lint: sync ## ruff check and format check
 	$(RUN) ruff check .

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 from confluent_kafka import TopicPartition
 
-from cryptopred import topics
-from cryptopred.db import connect
-from cryptopred.kafka import make_consumer
 from cryptopred.rehearsal.jobs import Submitted, job_logs, job_status
 from cryptopred.rehearsal.report import MIB, Usage
-from cryptopred.settings import Settings
+from cryptopred_core import topics
+from cryptopred_core.db import connect
+from cryptopred_core.kafka import make_consumer
+from cryptopred_core.settings import Settings
 
 Say = Callable[[str], None]
 #: the tables whose rows show trades went through every stage

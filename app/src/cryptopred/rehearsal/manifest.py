@@ -59,6 +59,8 @@ class Pod:
     memory_limit_bytes: int
     #: mount path -> {file name: content} of every ConfigMap volume the container mounts
     config_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: mount path -> volume name of every emptyDir the container mounts (its own scratch space)
+    empty_dirs: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_cpus(self) -> str:
@@ -71,10 +73,13 @@ class Pod:
 @dataclass(frozen=True)
 class Cluster:
     name: str
-    kind: str  # RayCluster or RayService
+    kind: str  # RayCluster, RayService, or the RayJob / RayCronJob whose rayClusterSpec it is
     pods: list[Pod]
     #: the RayService's serveConfigV2, parsed; None for a RayCluster
     serve_config: Obj | None = None
+    #: the job that brings this cluster up for its run and deletes it after (rayClusterSpec);
+    #: None for a cluster that runs all the time
+    owner_job: str | None = None
 
     @property
     def head(self) -> Pod:
@@ -87,7 +92,7 @@ class Job:
 
     name: str
     kind: str  # RayJob or RayCronJob
-    cluster: str  # the RayCluster its clusterSelector names
+    cluster: str  # the RayCluster its clusterSelector names, or its own (rayClusterSpec)
     entrypoint: str
     #: False for a job that runs until stopped (submitted with --no-wait)
     wait: bool
@@ -185,6 +190,29 @@ def _config_files(pod_spec: Obj, container: Obj, config_maps: Mapping[str, Obj])
     return files
 
 
+def _empty_dirs(pod_spec: Obj, container: Obj) -> dict[str, str]:
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    return {
+        mount["mountPath"]: mount["name"]
+        for mount in container.get("volumeMounts", [])
+        if "emptyDir" in volumes.get(mount["name"], {})
+    }
+
+
+def on_own_volumes(env: Mapping[str, str], volumes: Mapping[str, str]) -> dict[str, str]:
+    """`env` with every value under an emptyDir mount path (e.g. `/tmp/cryptopred` under
+    `/tmp`) moved to `volumes[mount path]`, the pod's own folder for it: pods on one machine
+    must not share what each has to itself on a cluster (cursor and state files)."""
+    out = dict(env)
+    longest_first = sorted(volumes.items(), key=lambda m: -len(m[0]))
+    for key, value in env.items():
+        for mount_path, local in longest_first:
+            if value == mount_path or value.startswith(mount_path + "/"):
+                out[key] = local + value[len(mount_path) :]
+                break
+    return out
+
+
 def _ray_container(pod_spec: Obj, where: str) -> Obj:
     for container in pod_spec["containers"]:
         if container["name"] in ("ray-head", "ray-worker"):
@@ -216,6 +244,7 @@ def _pod(
         cpu_limit=cpu_cores(limits["cpu"]),
         memory_limit_bytes=memory_bytes(limits["memory"]),
         config_files=_config_files(pod_spec, container, config_maps),
+        empty_dirs=_empty_dirs(pod_spec, container),
     )
 
 
@@ -236,9 +265,13 @@ def cluster_pods(
 
 
 def _job(kind: str, name: str, spec: Obj) -> Job:
+    """A job on the RayCluster its clusterSelector names, or on its own cluster (named as the
+    job) where it carries a rayClusterSpec."""
     selector = spec.get("clusterSelector", {}).get("ray.io/cluster")
+    if "rayClusterSpec" in spec:
+        selector = name
     if not selector:
-        raise ManifestError(f"{kind} {name}: the rehearsal runs jobs on a shared RayCluster only")
+        raise ManifestError(f"{kind} {name}: neither a clusterSelector nor a rayClusterSpec")
     # a job that cleans itself up once finished is one that finishes; the streaming job has no
     # deletion rule and runs until stopped
     finishes = "deletionStrategy" in spec or spec.get("shutdownAfterJobFinishes", False)
@@ -261,13 +294,18 @@ def read_plan(docs: Iterable[Obj], secrets: Mapping[str, Mapping[str, str]]) -> 
         if not raw:
             raise ManifestError(f"RayService {name} has no serveConfigV2")
         clusters.append(Cluster(name, "RayService", pods, yaml.safe_load(raw)))
-    jobs = [_job("RayJob", n, o["spec"]) for n, o in _by_name(docs, "RayJob").items()]
+    specs = [("RayJob", n, o["spec"]) for n, o in _by_name(docs, "RayJob").items()]
+    jobs = [_job(*s) for s in specs]
     jobs.sort(key=lambda j: j.wait)  # stable: long-running ones first, else manifest order
-    jobs += [
-        _job("RayCronJob", n, o["spec"]["jobTemplate"])
-        for n, o in _by_name(docs, "RayCronJob").items()
+    cron = [
+        ("RayCronJob", n, o["spec"]["jobTemplate"]) for n, o in _by_name(docs, "RayCronJob").items()
     ]
-    known = {c.name for c in clusters if c.kind == "RayCluster"}
+    jobs += [_job(*s) for s in cron]
+    for kind, name, spec in specs + cron:
+        if "rayClusterSpec" in spec:
+            pods = cluster_pods(name, spec["rayClusterSpec"], config_maps, secrets)
+            clusters.append(Cluster(name, kind, pods, owner_job=name))
+    known = {c.name for c in clusters if c.kind != "RayService"}
     for job in jobs:
         if job.cluster not in known:
             raise ManifestError(f"{job.kind} {job.name}: no RayCluster {job.cluster}")

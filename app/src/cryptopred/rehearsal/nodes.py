@@ -15,7 +15,8 @@ import psutil
 from cryptopred.rehearsal.cgroups import MemoryCgroup, memory_cgroup
 from cryptopred.rehearsal.manifest import Pod, ray_start_argv
 from cryptopred.rehearsal.report import Usage, process_tree
-from cryptopred.stack.process import free_port, stop_group
+from cryptopred.stack.process import stop_group
+from cryptopred_core.ports import free_port
 
 RAY_BIN = Path(sys.executable).with_name("ray")
 

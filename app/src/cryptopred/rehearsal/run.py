@@ -18,13 +18,6 @@ from pathlib import Path
 import httpx
 import yaml
 
-from cryptopred.raycluster import (
-    embedded_ray_env,
-    ensure_ray_token,
-    remove_serve_run_dir,
-    serve_ingress_env,
-    serve_run_dir,
-)
 from cryptopred.rehearsal import checks
 from cryptopred.rehearsal.jobs import (
     Submitted,
@@ -34,17 +27,39 @@ from cryptopred.rehearsal.jobs import (
     submit,
     wait_job,
 )
-from cryptopred.rehearsal.manifest import Cluster, Obj, Plan, ServiceMap, read_plan, secret_names
+from cryptopred.rehearsal.manifest import (
+    Cluster,
+    Obj,
+    Plan,
+    ServiceMap,
+    on_own_volumes,
+    read_plan,
+    secret_names,
+)
 from cryptopred.rehearsal.nodes import RAY_BIN, PodProcess, pod_process
 from cryptopred.rehearsal.report import MIB, Usage, format_table
-from cryptopred.settings import Settings
 from cryptopred.stack.part import Part
 from cryptopred.stack.parts import Broker, Mlflow, Postgres
-from cryptopred.stack.process import free_port, http_ok, wait_until
+from cryptopred.stack.process import http_ok, wait_until
+from cryptopred_core.ports import free_port
+from cryptopred_core.raycluster import (
+    embedded_ray_env,
+    ensure_ray_token,
+    remove_serve_run_dir,
+    serve_ingress_env,
+    serve_run_dir,
+)
+from cryptopred_core.settings import Settings
 
 Say = Callable[[str], None]
 #: passed from the caller's environment to every pod: where the exchange is
 PASSED_THROUGH = ("CRYPTOPRED_KRAKEN_WS_URL", "CRYPTOPRED_KRAKEN_REST_URL")
+
+
+def exchange_env() -> dict[str, str]:
+    """The exchange's addresses of the caller, which replace the ConfigMap's (Kraken's): the
+    exchange is the one service the rehearsal does not stand in for itself."""
+    return {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
 
 
 @dataclass
@@ -127,6 +142,8 @@ class Rehearsal:
         self.pods: list[PodProcess] = []
         self.run_dirs: list[Path] = []
         self._stop_monitor = threading.Event()
+        #: held while sampling, and while a job's own cluster is deleted (no restart of it)
+        self._pods_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
         self.cgroup_prefix = f"cryptopred-rehearsal-{os.getpid()}"
 
@@ -171,7 +188,7 @@ class Rehearsal:
             if not k.startswith(("CRYPTOPRED_", "RAY_", "MLFLOW_"))
         }
         env["PATH"] = os.pathsep.join([str(RAY_BIN.parent), env.get("PATH", "")])
-        env |= {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
+        env |= exchange_env()
         return env | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
 
     def plan_pods(self, plan: Plan) -> None:
@@ -190,7 +207,9 @@ class Rehearsal:
                 self.pods.append(process)
 
     def pod_env(self, process: PodProcess, services: ServiceMap) -> dict[str, str]:
-        env = self.base_env() | services.apply(process.pod.env)
+        own = self.empty_dirs(process)
+        env = self.base_env() | services.apply(on_own_volumes(process.pod.env, own))
+        env |= exchange_env()
         env |= embedded_ray_env(self.settings) | self.options.overrides
         if process.pod.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
             # HAProxy's files and side ports per pod, as in the embedded stack
@@ -221,6 +240,15 @@ class Rehearsal:
                 process.start()
                 self.say(f"pod {process.pod.name}: ray start --address={process.head_gcs}")
         wait_until(cluster.name, lambda: self.alive_nodes(cluster.name) >= len(procs), 180)
+
+    def empty_dirs(self, process: PodProcess) -> dict[str, str]:
+        """The pod's emptyDir volumes as folders under its workdir; mount path -> folder."""
+        folders: dict[str, str] = {}
+        for mount_path, volume in process.pod.empty_dirs.items():
+            folder = process.workdir / "volumes" / volume
+            folder.mkdir(parents=True, exist_ok=True)
+            folders[mount_path] = str(folder)
+        return folders
 
     def write_config_files(self, process: PodProcess) -> dict[str, str]:
         """The ConfigMap files the pod mounts, under its workdir; mount path -> folder."""
@@ -263,13 +291,25 @@ class Rehearsal:
 
     def tick(self) -> None:
         """Sample every pod; start again any whose `ray start` exited (a pod restart)."""
-        for process in self.pods:
-            if process.proc is None:
-                continue
-            if not process.alive() and not self._stop_monitor.is_set():
-                self.say(f"pod {process.pod.name}: exited; restarting it")
-                process.restart()
-            process.sample()
+        with self._pods_lock:
+            for process in self.pods:
+                if process.proc is None:
+                    continue
+                if not process.alive() and not self._stop_monitor.is_set():
+                    self.say(f"pod {process.pod.name}: exited; restarting it")
+                    process.restart()
+                process.sample()
+
+    def delete_cluster(self, cluster: str) -> None:
+        """Stop a job's own cluster once the job ended, as its deletionRules (DeleteCluster)
+        do; its pods' usage so far stays in the report."""
+        with self._pods_lock:
+            for process in self.pods:
+                if process.pod.cluster == cluster and process.proc is not None:
+                    process.sample()
+                    process.stop()
+                    process.proc = None
+        self.say(f"cluster {cluster}: deleted after its job")
 
     # --- ending ----------------------------------------------------------------------------
 
@@ -306,10 +346,14 @@ def run(options: Options, docs: list[Obj], say: Say = print) -> Outcome:
         r.plan_pods(plan)
         services = r.service_map(plan, docs)
         for cluster in plan.clusters:
-            r.start_cluster(cluster, services)
+            if cluster.owner_job is None:
+                r.start_cluster(cluster, services)
         r.start_monitor()
         submitter_env = r.base_env() | embedded_ray_env(r.settings)
         for job in plan.jobs:
+            own = plan.cluster(job.cluster).owner_job is not None
+            if own:  # the job's rayClusterSpec: up for this run only
+                r.start_cluster(plan.cluster(job.cluster), services)
             head = next(p for p in r.pods if p.pod.cluster == job.cluster and p.pod.head)
             mounts = r.write_config_files(head)
             dashboard = r.dashboard(job.cluster)
@@ -328,6 +372,8 @@ def run(options: Options, docs: list[Obj], say: Say = print) -> Outcome:
             else:
                 checks.wait_running(done, dashboard, r.token, 300)
                 say(f"{job.kind} {job.name}: {done.status} (left running)")
+            if own and job.wait:
+                r.delete_cluster(job.cluster)
             if job.wait and job.kind == "RayJob":  # the stream catches up before training
                 checks.wait_stream_settled(r.settings.db_url, say)
         found += checks.job_checks(submitted)

@@ -82,11 +82,12 @@ def test_rewrite_mounts() -> None:
 
 def test_dev_plan() -> None:
     plan = read_plan(render("dev"), SECRETS)
-    assert [c.name for c in plan.clusters] == ["cryptopred", "cryptopred-serve"]
+    assert [c.name for c in plan.clusters] == ["cryptopred", "cryptopred-serve", "retrain"]
+    assert [c.owner_job for c in plan.clusters] == [None, None, "retrain"]
     pipeline = plan.cluster("cryptopred")
     assert [p.name for p in pipeline.pods] == ["cryptopred-head"]
     head = pipeline.head
-    assert head.memory_limit_bytes == 1664 * 1024**2 and head.cpu_limit == 1.0
+    assert head.memory_limit_bytes == 2304 * 1024**2 and head.cpu_limit == 1.0
     assert head.num_cpus == "4"  # rayStartParams win over the CPU limit
     assert head.env["CRYPTOPRED_DATABASE_URL"] == "postgresql://root@risingwave:4566/dev"
     assert head.env["MLFLOW_TRACKING_PASSWORD"] == "pw"
@@ -103,8 +104,21 @@ def test_dev_plan() -> None:
         ("backfill", "RayJob", True),
         ("retrain", "RayCronJob", True),
     ]
-    assert plan.jobs[0].entrypoint == "python -m cryptopred_ingest.stream.job"
-    assert {j.cluster for j in plan.jobs} == {"cryptopred"}
+    assert plan.jobs[0].entrypoint == "python -m cryptopred_ingest.stream.job --live-source"
+    assert [j.cluster for j in plan.jobs] == ["cryptopred", "cryptopred", "retrain"]
+    # the retraining run's own cluster: one head, its limit and the scripts it runs
+    retrain = plan.cluster("retrain")
+    assert retrain.kind == "RayCronJob" and [p.name for p in retrain.pods] == ["retrain-head"]
+    assert retrain.head.memory_limit_bytes == 5 * 1024**3
+    assert "retrain.sh" in retrain.head.config_files["/opt/cryptopred"]
+
+
+def test_a_job_without_a_cluster_is_named() -> None:
+    docs = [
+        {"kind": "RayJob", "metadata": {"name": "lost"}, "spec": {"entrypoint": "true"}},
+    ]
+    with pytest.raises(ManifestError, match="RayJob lost: neither a clusterSelector nor"):
+        read_plan(docs, SECRETS)
 
 
 def test_prod_plan_has_one_pod_per_worker_replica() -> None:
