@@ -52,6 +52,8 @@ from cryptopred_core.raycluster import (
 from cryptopred_core.settings import Settings
 
 Say = Callable[[str], None]
+#: Ray's switch for multi-node clusters on one machine ("0": single-machine mode)
+SINGLE_MACHINE_MODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: passed from the caller's environment to every pod: where the exchange is
 PASSED_THROUGH = ("CRYPTOPRED_KRAKEN_WS_URL", "CRYPTOPRED_KRAKEN_REST_URL")
 
@@ -211,6 +213,11 @@ class Rehearsal:
         env = self.base_env() | services.apply(on_own_volumes(process.pod.env, own))
         env |= exchange_env()
         env |= embedded_ray_env(self.settings) | self.options.overrides
+        if any(p.pod.cluster == process.pod.cluster and not p.pod.head for p in self.pods):
+            # a cluster with worker pods is multi-node: Ray's single-machine mode (which the
+            # embedded stack's loopback address turns on) refuses worker nodes; every pod
+            # passes --node-ip-address=127.0.0.1 itself
+            env.pop(SINGLE_MACHINE_MODE, None)
         if process.pod.env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
             # HAProxy's files and side ports per pod, as in the embedded stack
             run_dir = serve_run_dir(f"reh{process.ports.ray_start['metrics-export-port']}")

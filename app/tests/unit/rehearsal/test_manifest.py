@@ -130,7 +130,7 @@ def test_prod_plan_has_one_pod_per_worker_replica() -> None:
     ]
     worker = serve.pods[1]
     assert not worker.head and worker.num_cpus == "2"
-    assert worker.memory_limit_bytes == 2304 * 1024**2
+    assert worker.memory_limit_bytes == 2560 * 1024**2
     assert serve.head.num_cpus == "0"
     assert plan.cluster("cryptopred").head.memory_limit_bytes == 2560 * 1024**2
 
@@ -145,10 +145,10 @@ def test_ray_start_argv() -> None:
     head_argv = ray_start_argv(head, {"port": 16379, "dashboard-port": 18265}, None)
     assert head_argv[:4] == ["start", "--block", "--disable-usage-stats", "--head"]
     assert "--num-cpus=0" in head_argv and "--dashboard-host=127.0.0.1" in head_argv
-    assert f"--memory={1536 * 1024**2}" in head_argv and "--port=16379" in head_argv
+    assert f"--memory={1792 * 1024**2}" in head_argv and "--port=16379" in head_argv
     worker_argv = ray_start_argv(worker, {}, "127.0.0.1:16379")
     assert "--head" not in worker_argv and "--address=127.0.0.1:16379" in worker_argv
-    assert "--num-cpus=2" in worker_argv and f"--memory={2304 * 1024**2}" in worker_argv
+    assert "--num-cpus=2" in worker_argv and f"--memory={2560 * 1024**2}" in worker_argv
     with pytest.raises(ManifestError):
         ray_start_argv(worker, {}, None)
 

@@ -9,7 +9,7 @@ import pytest
 
 from cryptopred.rehearsal.manifest import ServiceMap, on_own_volumes, read_plan
 from cryptopred.rehearsal.nodes import pod_process
-from cryptopred.rehearsal.run import Options, Rehearsal, generated_secrets
+from cryptopred.rehearsal.run import SINGLE_MACHINE_MODE, Options, Rehearsal, generated_secrets
 from cryptopred_testsupport.kuberay.render import render
 
 
@@ -46,3 +46,24 @@ def test_values_under_an_empty_dir_move_to_the_pods_folder() -> None:
         "D": "/pods/p/cache/y",
         "E": "relative",
     }
+
+
+def test_a_cluster_with_workers_is_multi_node_and_one_without_is_not(tmp_path: Path) -> None:
+    docs = render("prod")
+    plan = read_plan(docs, generated_secrets(docs))
+    rehearsal = Rehearsal(Options("prod", tmp_path), say=lambda _: None)
+    pods = {p.name: p for c in plan.clusters for p in c.pods}
+    names = ["cryptopred-head", "cryptopred-serve-head", "cryptopred-serve-worker-serve-0"]
+    processes = [
+        pod_process(pods[n], {}, None, tmp_path / n, f"cryptopred-test-{tmp_path.name}")
+        for n in names
+    ]
+    rehearsal.pods = processes
+    try:
+        envs = {p.pod.name: rehearsal.pod_env(p, ServiceMap({})) for p in processes}
+    finally:
+        for process in processes:
+            process.cgroup.remove()
+    assert envs["cryptopred-head"].get(SINGLE_MACHINE_MODE) == "0"
+    assert SINGLE_MACHINE_MODE not in envs["cryptopred-serve-head"]
+    assert SINGLE_MACHINE_MODE not in envs["cryptopred-serve-worker-serve-0"]
