@@ -22,7 +22,7 @@ from cryptopred_training.models.volatility import (
     VolatilityModel,
     volatility_from_dict,
 )
-from cryptopred_training.predictor import OUTPUT_COLUMNS
+from cryptopred_training.predictor import OUTPUT_COLUMNS, forecast_columns
 
 MODEL_KIND = "baseline"
 STATE_FILE = "baseline.json"
@@ -103,18 +103,7 @@ class BaselinePredictor:
         if not np.all(np.isfinite(close)) or not np.all(close > 0):
             raise ValueError("close: every row needs a positive finite close")
         returns = self.predict_log_returns(close, [len(close) - 1])[0]
-        last = float(close[-1])
-        window_end_ms = int(column("window_start_ms")[-1]) + self.candle_seconds * 1000
-        horizons = list(self.horizon_seconds)
-        return {
-            "horizon_seconds": horizons,
-            "window_end_ms": [window_end_ms] * len(horizons),
-            "target_ts_ms": [window_end_ms + h * 1000 for h in horizons],
-            "predicted_return": returns[:, 1].tolist(),
-            "predicted_close": (last * np.exp(returns[:, 1])).tolist(),
-            "lower": (last * np.exp(returns[:, 0])).tolist(),
-            "upper": (last * np.exp(returns[:, 2])).tolist(),
-        }
+        return forecast_columns(returns, column, self.candle_seconds, self.horizon_seconds)
 
     def state(self) -> dict[str, Any]:
         """Plain JSON values."""

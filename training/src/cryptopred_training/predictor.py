@@ -39,6 +39,29 @@ OUTPUT_COLUMNS = (
 )
 
 
+def forecast_columns(
+    returns: FloatArray,
+    column: Callable[[str], FloatArray],
+    candle_seconds: int,
+    horizon_seconds: Sequence[int],
+) -> dict[str, list[Any]]:
+    """OUTPUT_COLUMNS as lists of plain numbers: `returns` holds one row per horizon of
+    (lower, median, upper) log returns from the window's last close, which ends at the last
+    candle's window end."""
+    close = float(column("close")[-1])
+    window_end_ms = int(column("window_start_ms")[-1]) + candle_seconds * 1000
+    horizons = list(horizon_seconds)
+    return {
+        "horizon_seconds": horizons,
+        "window_end_ms": [window_end_ms] * len(horizons),
+        "target_ts_ms": [window_end_ms + h * 1000 for h in horizons],
+        "predicted_return": returns[:, 1].tolist(),
+        "predicted_close": (close * np.exp(returns[:, 1])).tolist(),
+        "lower": (close * np.exp(returns[:, 0])).tolist(),
+        "upper": (close * np.exp(returns[:, 2])).tolist(),
+    }
+
+
 class PricePredictor:
     """The transformer's weights, its Normalizer, window length, horizons and feature list."""
 
@@ -108,18 +131,7 @@ class PricePredictor:
         with torch.no_grad():
             scaled = self.model(x)[0].numpy().astype(np.float64)
         returns = scaled * np.asarray(self.normalizer.target_scale)[:, None]
-        close = float(column("close")[-1])
-        window_end_ms = int(column("window_start_ms")[-1]) + self.candle_seconds * 1000
-        horizons = list(self.horizon_seconds)
-        return {
-            "horizon_seconds": horizons,
-            "window_end_ms": [window_end_ms] * len(horizons),
-            "target_ts_ms": [window_end_ms + h * 1000 for h in horizons],
-            "predicted_return": returns[:, 1].tolist(),
-            "predicted_close": (close * np.exp(returns[:, 1])).tolist(),
-            "lower": (close * np.exp(returns[:, 0])).tolist(),
-            "upper": (close * np.exp(returns[:, 2])).tolist(),
-        }
+        return forecast_columns(returns, column, self.candle_seconds, self.horizon_seconds)
 
     def state(self) -> dict[str, Any]:
         """Plain values and tensors only; loadable with torch.load(weights_only=True)."""

@@ -137,6 +137,16 @@ def stat(title: str, targets: list[Json], **kw: Any) -> Json:
     return panel("stat", title, targets, **kw)
 
 
+def field_stat(title: str, target: Json, field: str, unit: str, **kw: Any) -> Json:
+    """A stat of one column (`field`) of `target`'s newest row."""
+    options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": f"/^{field}$/"},
+        "colorMode": "value",
+        "graphMode": "none",
+    }
+    return stat(title, [target], unit=unit, options=options, **kw)
+
+
 def table(title: str, targets: list[Json], **kw: Any) -> Json:
     kw.setdefault("options", {"showHeader": True, "cellHeight": "sm"})
     return panel("table", title, targets, **kw)

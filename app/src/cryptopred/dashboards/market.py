@@ -7,11 +7,11 @@ from cryptopred.dashboards.grafana import (
     bars,
     candlestick,
     dashboard,
+    field_stat,
     override,
     query_variable,
     row,
     sql,
-    stat,
     timeseries,
 )
 from cryptopred_core import tables
@@ -50,12 +50,7 @@ def _stats() -> list[Json]:
         WHERE {IN_RANGE}"""
 
     def one(title: str, query: str, field: str, unit: str, description: str = "") -> Json:
-        options = {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": f"/^{field}$/"},
-            "colorMode": "value",
-            "graphMode": "none",
-        }
-        return stat(title, [sql(query)], unit=unit, options=options, description=description)
+        return field_stat(title, sql(query), field, unit, description=description)
 
     return [
         one("Last close", last, "close", "none", "close of the newest candle in the range"),

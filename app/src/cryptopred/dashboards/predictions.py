@@ -6,11 +6,11 @@ from __future__ import annotations
 from cryptopred.dashboards.grafana import (
     Json,
     dashboard,
+    field_stat,
     override,
     query_variable,
     row,
     sql,
-    stat,
     table,
     timeseries,
 )
@@ -184,12 +184,7 @@ def _stats() -> list[Json]:
         FROM {OUTCOMES} WHERE {version}"""
 
     def one(title: str, field: str, unit: str, width: int = 5) -> Json:
-        options = {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": f"/^{field}$/"},
-            "colorMode": "value",
-            "graphMode": "none",
-        }
-        return stat(title, [sql(rates)], unit=unit, options=options, width=width)
+        return field_stat(title, sql(rates), field, unit, width=width)
 
     return [
         one("Scored predictions (v$model_version)", "scored", "short", width=4),
