@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import typing
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from cryptopred_core.records import INDICATOR_COLUMNS
+from cryptopred_core.records import INDICATOR_COLUMNS, Prediction
 
 
 class CandleRowIn(BaseModel):
@@ -70,19 +71,25 @@ class PredictResponse(BaseModel):
     forecasts: list[Forecast]
 
 
-class PredictionOut(BaseModel):
+class _PredictionFields(BaseModel):
+    """What the type checker sees of PredictionOut."""
+
     pair: str
-    candle_seconds: int
-    horizon_seconds: int
     window_end_ms: int
-    target_ts_ms: int
-    predicted_close: float
-    predicted_return: float
-    lower: float
-    upper: float
-    model_name: str
-    model_version: str
-    created_ms: int
+
+
+if TYPE_CHECKING:
+    PredictionOut = _PredictionFields
+else:  # the `predictions` row: Prediction's fields, names and types, in its order
+    PredictionOut = create_model(
+        "PredictionOut",
+        __doc__="One stored prediction (a row of `predictions`).",
+        __module__=__name__,
+        **{
+            name: (typing.get_type_hints(Prediction)[name], ...)
+            for name in Prediction.__struct_fields__
+        },
+    )
 
 
 class ModelOut(BaseModel):
