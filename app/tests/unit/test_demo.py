@@ -1,5 +1,7 @@
 """The demo's settings and its status view, rendered from a hand-made snapshot."""
 
+import logging
+
 import pytest
 from rich.console import Console
 
@@ -140,3 +142,22 @@ def test_sigterm_stops_the_demo_like_ctrl_c():
             time.sleep(1)  # the handler runs at the latest here
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_serve_info_lines_stay_off_the_terminal():
+    """ray.serve's import sets its logger to INFO: the demo's setting must outlast it (a fresh
+    process, where nothing has imported ray.serve yet)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\n"
+        "from cryptopred.demo.cli import quiet_serve_logs\n"
+        "quiet_serve_logs()\n"
+        "import ray.serve\n"
+        "print(logging.getLogger('ray.serve').getEffectiveLevel())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split()[-1] == str(logging.WARNING)

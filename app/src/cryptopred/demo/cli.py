@@ -30,6 +30,15 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def quiet_serve_logs() -> None:
+    """Keep Serve's own INFO lines (started, app ready, deleting) off the terminal: they repeat
+    what the demo says itself. Importing ray.serve sets its logger to INFO with a handler of
+    its own, so it is imported first."""
+    import ray.serve  # noqa: F401
+
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+
+
 def demo(
     source: Annotated[
         DemoSource | None, typer.Option(help="kraken (live) or synthetic (offline)")
@@ -51,8 +60,7 @@ def demo(
         err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    # Serve's own INFO lines (started, app ready, deleting) repeat what the demo says itself
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    quiet_serve_logs()
 
     def say(line: str) -> None:
         stamp = time.strftime("%H:%M:%S")
