@@ -190,7 +190,6 @@ class Rehearsal:
             if not k.startswith(("CRYPTOPRED_", "RAY_", "MLFLOW_"))
         }
         env["PATH"] = os.pathsep.join([str(RAY_BIN.parent), env.get("PATH", "")])
-        env |= exchange_env()
         return env | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
 
     def plan_pods(self, plan: Plan) -> None:
