@@ -66,7 +66,7 @@ test-unit: sync ## Run the unit tests only (no Ray, broker or DB)
 test-integration: sync system-deps ## Run the integration tests only
 	$(TEST_PATH) $(RUN) pytest -m "integration and not live and not rehearsal" $(PYTEST_ARGS)
 
-test-rehearsal: sync system-deps ## Run the dev overlay's cluster rehearsal test (~10 min; not in `make test`)
+test-rehearsal: sync system-deps ## Run the dev overlay's cluster rehearsal test, a node lost mid-stream (~8 min; not in `make test`)
 	$(TEST_PATH) $(RUN) pytest -m rehearsal $(PYTEST_ARGS)
 
 lint: sync ## ruff check and format check

@@ -160,13 +160,13 @@ ray-dashboard: ## Forward the RayCluster's dashboard (and job API) to http://127
 submit-stream: ## ray job submit the streaming pipeline and the live Kraken source to the RayCluster (RAY_JOB_ADDRESS)
 	$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) --no-wait -- python -m cryptopred_ingest.stream.job --live-source
 
-submit-train: ## ray job submit one training run per pair of TRAIN_PAIRS, one after the other
-	@for pair in $(TRAIN_PAIRS); do \
-		echo "training $$pair"; \
-		$(RUN) ray job submit --address $(RAY_JOB_ADDRESS) -- \
-			cryptopred train --pair $$pair --candle-seconds 60 $(if $(TRAIN_WORKERS),--workers $(TRAIN_WORKERS)) \
-			--trials $(TRAIN_TRIALS) || exit 1; \
-	done
+# One `cryptopred train` per pair of TRAIN_PAIRS, one after the other, in one RayJob.
+TRAIN_ENTRYPOINT = $(foreach pair,$(TRAIN_PAIRS),cryptopred train --pair $(pair) --candle-seconds 60 $(if $(TRAIN_WORKERS),--workers $(TRAIN_WORKERS) )--trials $(TRAIN_TRIALS) &&) true
+
+submit-train: ## Train each pair of TRAIN_PAIRS now: a RayJob on a cluster of its own (the RayCronJob retrain's), never on the pipeline's
+	$(KUBECTL) -n $(NAMESPACE) get raycronjob retrain -o json \
+		| $(RUN) python $(KR_DIR)/oneoff_job.py -- '$(TRAIN_ENTRYPOINT)' \
+		| $(KUBECTL) -n $(NAMESPACE) create -f -
 
 build-image: ## docker build the Ray image and the MLflow image (kuberay/Dockerfile)
 	$(DOCKER) build -f $(KR_DIR)/Dockerfile --target ray -t $(RAY_IMAGE) .

@@ -3,6 +3,9 @@
 The serve YAML holds the `applications:` list; this script wraps it with the settings that
 belong to the RayService (proxy location, HTTP host and port) and writes a kustomize patch,
 `kuberay/base/ray/rayservice-serve-config.yaml`, that sets `spec.serveConfigV2` (a string).
+For each overlay named under `overlay_deployments:` it writes the overlay's own patch,
+`kuberay/overlays/<overlay>/rayservice-serve-config.yaml`, with those deployment options set
+on the applications (prod: two API replicas, one per Serve worker).
 
     python kuberay/render_serve_config.py          # rewrite the patch
     python kuberay/render_serve_config.py --check  # exit 1 when the patch is stale
@@ -20,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = ROOT / "serving" / "serve_config.yaml"
 PATCH = ROOT / "kuberay" / "base" / "ray" / "rayservice-serve-config.yaml"
+PATCH_NAME = "rayservice-serve-config.yaml"
 RAYSERVICE_NAME = "cryptopred-serve"
 HTTP_OPTIONS = {"host": "0.0.0.0", "port": 8000}
 HEADER = (
@@ -55,41 +59,74 @@ def load_applications(path: Path = SERVE_CONFIG) -> list[dict[str, Any]]:
     return apps
 
 
-def serve_config_v2(path: Path = SERVE_CONFIG) -> str:
-    """The serveConfigV2 text: RayService-level options plus the serve YAML's applications."""
+def overlay_deployments(path: Path = SERVE_CONFIG) -> dict[str, dict[str, list[Any]]]:
+    """overlay -> application -> deployment options (`overlay_deployments:` of the YAML)."""
+    data = yaml.safe_load(path.read_text())
+    found = data.get("overlay_deployments") or {}
+    if not isinstance(found, dict):
+        raise ValueError(f"{path}: `overlay_deployments:` must map overlays to applications")
+    return found
+
+
+def applications_for(overlay: str | None, path: Path = SERVE_CONFIG) -> list[dict[str, Any]]:
+    """The applications, with the overlay's deployment options (if any) as `deployments:`."""
+    apps = load_applications(path)
+    extra = overlay_deployments(path).get(overlay or "", {})
+    unknown = set(extra) - {app["name"] for app in apps}
+    if unknown:
+        raise ValueError(f"{path}: overlay {overlay} names no application {sorted(unknown)}")
+    for app in apps:
+        if app["name"] in extra:
+            app["deployments"] = [*app.get("deployments", []), *extra[app["name"]]]
+    return apps
+
+
+def serve_config_v2(path: Path = SERVE_CONFIG, overlay: str | None = None) -> str:
+    """The serveConfigV2 text: RayService-level options plus the serve YAML's applications
+    (with the overlay's deployment options)."""
     config = {
         "proxy_location": "EveryNode",
         "http_options": dict(HTTP_OPTIONS),
-        "applications": load_applications(path),
+        "applications": applications_for(overlay, path),
     }
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
-def render_patch(path: Path = SERVE_CONFIG) -> str:
+def render_patch(path: Path = SERVE_CONFIG, overlay: str | None = None) -> str:
     """The kustomize patch that sets the RayService's serveConfigV2."""
     patch = {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
         "metadata": {"name": RAYSERVICE_NAME},
-        "spec": {"serveConfigV2": _Block(serve_config_v2(path))},
+        "spec": {"serveConfigV2": _Block(serve_config_v2(path, overlay))},
     }
     return HEADER + yaml.dump(patch, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def patches(path: Path = SERVE_CONFIG) -> dict[Path, str]:
+    """Every patch file and its text: the base's, then one per overlay with options."""
+    out = {PATCH: render_patch(path)}
+    for overlay in overlay_deployments(path):
+        out[ROOT / "kuberay" / "overlays" / overlay / PATCH_NAME] = render_patch(path, overlay)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when the patch is stale")
     args = parser.parse_args(argv)
-    text = render_patch()
-    if args.check:
-        if not PATCH.is_file() or PATCH.read_text() != text:
-            print(f"{PATCH.relative_to(ROOT)} is stale: run `make serve-config`", file=sys.stderr)
-            return 1
-        print(f"{PATCH.relative_to(ROOT)} is up to date")
-        return 0
-    PATCH.write_text(text)
-    print(f"wrote {PATCH.relative_to(ROOT)}")
-    return 0
+    stale = []
+    for patch, text in patches().items():
+        name = patch.relative_to(ROOT)
+        if not args.check:
+            patch.write_text(text)
+            print(f"wrote {name}")
+        elif not patch.is_file() or patch.read_text() != text:
+            stale.append(name)
+            print(f"{name} is stale: run `make serve-config`", file=sys.stderr)
+        else:
+            print(f"{name} is up to date")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def embedded_ray_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def one_unit_of(resource: str) -> dict[str, float]:
+    """Ray's `resources=` option asking one unit of the custom resource `resource` (which only
+    the nodes meant for the actor offer); empty for '' (any node with the CPUs)."""
+    return {resource: 1.0} if resource else {}
+
+
 def ensure_ray_token(settings: Settings) -> Path:
     """The embedded Ray's token file, generated (owner-only) when absent."""
     read_or_create_secret(settings.ray_token_path)

@@ -18,6 +18,7 @@ from cryptopred_core.raycluster import (
     connect_ray,
     gcs_answers,
     keep_workers_in_this_env,
+    one_unit_of,
     serve_ingress_env,
     serve_ingress_environ,
     serve_run_dir,
@@ -188,3 +189,8 @@ def test_connect_ray_refuses_when_no_cluster_answers(monkeypatch: pytest.MonkeyP
     refusal = r"no Ray cluster answers at 127\.0\.0\.1:\d+; start the stack"
     with pytest.raises(NoRayClusterError, match=refusal):
         connect_ray(settings, log_to_driver=False)
+
+
+def test_one_unit_of_a_named_resource_and_nothing_for_none() -> None:
+    assert one_unit_of("stage") == {"stage": 1.0}
+    assert one_unit_of("") == {}

@@ -18,6 +18,7 @@ from cryptopred_core.metric_names import (
     INGEST_TRADES_PER_S,
     create_metric,
 )
+from cryptopred_core.raycluster import one_unit_of
 from cryptopred_core.supervision import ray_supervisor
 from cryptopred_ingest.publish import make_publisher
 from cryptopred_ingest.settings import IngestSettings
@@ -154,5 +155,6 @@ def start_source_actor(
         max_task_retries=0,
         max_concurrency=4,
         num_cpus=0,
+        resources=one_unit_of(settings.source_resource),
         lifetime="detached" if detached else None,
     ).remote(spec, absolute.model_dump_json())

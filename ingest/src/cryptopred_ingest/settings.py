@@ -42,6 +42,13 @@ class IngestSettings(Settings):
         3, ge=1, description="REST passes for the ids of a jump in a pair's trade ids"
     )
     actor_max_restarts: int = Field(-1, ge=-1, description="Ray actor restarts (-1: forever)")
+    source_resource: str = Field(
+        "",
+        description=(
+            "custom Ray resource a source actor asks one unit of ('': none); on the cluster only "
+            "the pipeline head offers it, so sources and their state files stay there"
+        ),
+    )
 
 
 def load_ingest_settings(**overrides: object) -> IngestSettings:

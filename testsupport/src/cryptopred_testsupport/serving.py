@@ -14,7 +14,7 @@ import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
 from cryptopred_core import topics
-from cryptopred_core.records import IndicatorRow, Prediction, decode, field_names
+from cryptopred_core.records import IndicatorRow, Prediction, R, decode, field_names
 from cryptopred_core.settings import Settings
 from cryptopred_serving.pairs import model_name
 
@@ -91,11 +91,17 @@ def rows_of(frame: pd.DataFrame) -> list[IndicatorRow]:
 
 def read_topic(settings: Settings, topic: str = topics.PREDICTIONS) -> list[Prediction]:
     """Every prediction in `topic`, read with assign() until none came for 3 s."""
+    return read_records(settings, topic, Prediction)
+
+
+def read_records(settings: Settings, topic: str, kind: type[R]) -> list[R]:
+    """Every record of `topic` decoded as `kind`, read with assign() until none came for 3 s."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": "rd",
             "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
         }
     )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -103,7 +109,7 @@ def read_topic(settings: Settings, topic: str = topics.PREDICTIONS) -> list[Pred
     out = []
     while (msg := consumer.poll(3.0)) is not None:
         if msg.error() is None:
-            out.append(decode(msg.value() or b"", Prediction))
+            out.append(decode(msg.value() or b"", kind))
     consumer.close()
     return out
 

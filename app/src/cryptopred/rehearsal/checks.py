@@ -201,7 +201,8 @@ def memory_check(usage: Usage) -> Check:
     limit = "enforced" if usage.enforced else "NOT enforced (measured only)"
     return Check(
         f"pod {usage.pod} below its memory limit",
-        usage.below_limit and usage.restarts == 0,
+        usage.below_limit and usage.restarts == usage.kills,
         f"peak PSS {usage.peak_pss_bytes / MIB:.0f} MiB of {usage.limit_bytes / MIB:.0f} MiB "
-        f"({limit}), {usage.restarts} restarts, {usage.oom_kills} OOM kills",
+        f"({limit}), {usage.restarts} restarts ({usage.kills} after a node failure), "
+        f"{usage.oom_kills} OOM kills",
     )

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
+from cryptopred.rehearsal.cluster import Options
+from cryptopred.rehearsal.faults import API_REPLICAS, NodeFailure
 from cryptopred.rehearsal.manifest import memory_bytes
-from cryptopred.rehearsal.run import Options, render_overlay, run
+from cryptopred.rehearsal.run import render_overlay, run
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -37,6 +39,20 @@ def cluster_rehearsal(
         list[str] | None,
         typer.Option(help="POD=QUANTITY: a pod's memory limit instead of the manifest's"),
     ] = None,
+    kill_stages_node: Annotated[
+        bool,
+        typer.Option(
+            help="during the backfill, SIGKILL the pod holding the most stage actors, keep it "
+            "down 90 s, and check the actors run again on another node"
+        ),
+    ] = False,
+    kill_serve_node: Annotated[
+        bool,
+        typer.Option(
+            help="once Serve answers, SIGKILL the pod of an API replica under traffic, and "
+            "count the requests that failed during the switch"
+        ),
+    ] = False,
 ) -> None:
     """Start what the rendered KubeRay overlay describes on this machine, without Kubernetes:
     one `ray start` per Ray pod (its own memory cgroup), the data services as embedded
@@ -55,6 +71,12 @@ def cluster_rehearsal(
         job_timeout_s=job_timeout_s,
         keep=keep,
         memory_limits=limits,
+        node_failure=NodeFailure() if kill_stages_node else None,
+        serve_failure=(
+            NodeFailure(actors=API_REPLICAS, during="serve", after_s=10, down_s=60)
+            if kill_serve_node
+            else None
+        ),
     )
     outcome = run(
         options, render_overlay(overlay, root.absolute()), say=lambda s: print(s, flush=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -359,5 +360,15 @@ def ray_start_argv(pod: Pod, ports: Mapping[str, int], head_gcs: str | None) -> 
             raise ManifestError(f"{pod.name}: a worker needs its head's GCS address")
         params["address"] = head_gcs
     for flag, value in params.items():
-        argv.append(f"--{flag}={value}")
+        argv.append(f"--{flag}={shell_word(value)}")
     return argv
+
+
+def shell_word(value: str) -> str:
+    """A rayStartParams value as the pod's shell passes it on: KubeRay writes the values into
+    a `ray start` command line, so a quoted one (`'"{\\"stage\\": 3}"'` in YAML) loses
+    its quotes there."""
+    if not value.startswith(("'", '"')):
+        return value
+    words = shlex.split(value)
+    return words[0] if len(words) == 1 else value

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,11 @@ class PodProcess:
     workdir: Path
     cgroup: MemoryCgroup
     usage: Usage
+    #: the pod's own /tmp (an emptyDir on the cluster), made when its env is: a short path,
+    #: for the socket paths Ray makes in it
+    tmp_root: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"crp-{secrets.token_hex(4)}"
+    )
     proc: psutil.Process | None = None
     _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -82,6 +89,11 @@ class PodProcess:
         if self._popen is None:
             return False
         return self._popen.poll() is None
+
+    def pids(self) -> set[int]:
+        """Every process of the pod now: its `ray start` tree and its cgroup's members."""
+        tree = process_tree(self._popen.pid) if self._popen is not None else []
+        return {p.pid for p in tree} | set(self.cgroup.pids())
 
     def sample(self) -> int:
         """PSS of the pod's processes now (also folded into `usage`)."""

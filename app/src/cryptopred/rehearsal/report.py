@@ -29,6 +29,8 @@ class Usage:
     enforced: bool
     peak_pss_bytes: int = 0
     restarts: int = 0
+    #: of the restarts, those after the rehearsal killed the pod on purpose (a node failure)
+    kills: int = 0
     oom_kills: int = 0
     cgroup_peak_bytes: int | None = None
     overridden: bool = False  # the limit is not the manifest's

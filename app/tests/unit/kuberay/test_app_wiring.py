@@ -15,6 +15,7 @@ from cryptopred_core import topics
 from cryptopred_core.db.schema import TABLES, app_written_tables
 from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.settings import IngestSettings
+from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_testsupport.kuberay.checks import parse_tables
 from cryptopred_testsupport.kuberay.render import (
     KUBERAY,
@@ -61,13 +62,29 @@ def test_rayservice_embeds_exactly_the_serve_yaml(overlay: str) -> None:
     service = one(render(overlay), "RayService", "cryptopred-serve")
     embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
     serve_yaml = yaml.safe_load((ROOT / "serving" / "serve_config.yaml").read_text())
-    assert embedded["applications"] == serve_yaml["applications"]
+    per_overlay = serve_yaml.get("overlay_deployments", {}).get(overlay, {})
+    for app, yaml_app in zip(embedded["applications"], serve_yaml["applications"], strict=True):
+        # the serve YAML's application, plus the overlay's deployment options, nothing else
+        assert {k: v for k, v in app.items() if k != "deployments"} == yaml_app
+        assert app.get("deployments", []) == per_overlay.get(app["name"], [])
     assert embedded["http_options"] == {"host": "0.0.0.0", "port": 8000}
-    assert service["spec"]["serveConfigV2"] == script.serve_config_v2()
+    assert service["spec"]["serveConfigV2"] == script.serve_config_v2(
+        overlay=overlay if per_overlay else None
+    )
     assert script.main(["--check"]) == 0, "run `make serve-config`"
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     ports = {p["containerPort"] for c in head["containers"] for p in c.get("ports", [])}
     assert 8000 in ports
+
+
+def test_prod_runs_an_api_replica_per_serve_worker() -> None:
+    service = one(render("prod"), "RayService", "cryptopred-serve")
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    replicas = {d["name"]: d.get("num_replicas", 1) for d in app.get("deployments", [])}
+    (group,) = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert group["minReplicas"] == group["replicas"] == 2
+    # one API replica per worker (Serve spreads them): one node lost, the other answers
+    assert replicas["PredictionAPI"] == group["replicas"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -155,8 +172,13 @@ def test_app_settings_in_the_cluster_are_valid(overlay: str) -> None:
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
     assert all(key.startswith(ENV_PREFIX) for key in env)
     # The trainer's settings extend the app's (CRYPTOPRED_RETRAIN_* drive the RayCronJob's runs);
-    # the live source reads the ingest settings (CRYPTOPRED_KRAKEN_*).
-    known = set(TrainSettings.model_fields) | set(IngestSettings.model_fields)
+    # the live source reads the ingest settings (CRYPTOPRED_KRAKEN_*), the stream job the
+    # stream settings (where its stage actors run).
+    known = (
+        set(TrainSettings.model_fields)
+        | set(IngestSettings.model_fields)
+        | set(StreamSettings.model_fields)
+    )
     assert set(fields) <= known, set(fields) - known
     settings = TrainSettings(**fields)
     assert settings.retrain_every_s is not None

@@ -84,7 +84,7 @@ def test_every_ray_pod_logs_in_to_mlflow(overlay: str) -> None:
                     )
                     assert client == login, f"{where} {container['name']}: no MLflow login"
                     checked.append(where)
-    assert len(checked) == (2 if overlay == "dev" else 3)
+    assert len(checked) == (3 if overlay == "dev" else 4)
 
 
 def _granted() -> dict[str, set[str]]:

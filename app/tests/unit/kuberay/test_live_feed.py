@@ -12,7 +12,15 @@ import pytest
 from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.stream.job import build_parser
-from cryptopred_testsupport.kuberay.render import OVERLAYS, Obj, one, render
+from cryptopred_testsupport.kuberay.render import (
+    OVERLAYS,
+    Obj,
+    of_kind,
+    offered_resources,
+    one,
+    ray_groups,
+    render,
+)
 
 STREAM_MODULE = ["python", "-m", "cryptopred_ingest.stream.job"]
 
@@ -69,8 +77,17 @@ def test_the_live_source_state_lies_on_a_writable_volume_of_the_pipeline_head(
     docs = render(overlay)
     stream = one(docs, "RayJob", "stream")
     cluster = one(docs, "RayCluster", stream["spec"]["clusterSelector"]["ray.io/cluster"])
-    # the pipeline cluster is its head alone: the source (and its state file) stays there
-    assert not cluster["spec"].get("workerGroupSpecs")
+    # source actors ask one unit of the ConfigMap's source resource, which only the pipeline
+    # head offers: the source (and its state file) stays on the head's volume
+    resource = _ingest_settings(docs).source_resource
+    assert resource
+    offering = [
+        (c["metadata"]["name"], name)
+        for c in [*of_kind(docs, "RayCluster"), *of_kind(docs, "RayService")]
+        for name, group, _ in ray_groups(c["spec"].get("rayClusterConfig", c["spec"]))
+        if offered_resources(group).get(resource, 0) >= 1
+    ]
+    assert offering == [("cryptopred", "head")]
     pod = cluster["spec"]["headGroupSpec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert {"configMapRef": {"name": "cryptopred-env"}} in container["envFrom"]

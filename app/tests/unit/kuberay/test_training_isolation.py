@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cryptopred_core.settings import ENV_PREFIX
+from cryptopred_testsupport.kuberay.checks import training_problems
 from cryptopred_testsupport.kuberay.render import (
     OVERLAYS,
     RETRAIN_HEADROOM,
@@ -14,8 +15,10 @@ from cryptopred_testsupport.kuberay.render import (
     job_cluster_pod,
     memory,
     of_kind,
+    offered_resources,
     one,
     pod_specs,
+    ray_groups,
     render,
 )
 from cryptopred_training.settings import TrainSettings
@@ -25,30 +28,6 @@ def _train_settings(docs: list[Obj]) -> TrainSettings:
     env = one(docs, "ConfigMap", "cryptopred-env")["data"]
     fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
     return TrainSettings(**fields)
-
-
-def training_problems(docs: list[Obj]) -> list[str]:
-    """Why a training job could run on a long-lived cluster: every RayJob or RayCronJob that
-    trains (component `training`) must bring its own cluster and select none."""
-    problems = []
-    for obj in [*of_kind(docs, "RayJob"), *of_kind(docs, "RayCronJob")]:
-        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "training":
-            continue
-        where = f"{obj['kind']} {obj['metadata']['name']}"
-        spec = obj["spec"].get("jobTemplate", obj["spec"])
-        if "clusterSelector" in spec:
-            problems.append(f"{where}: selects the running cluster {spec['clusterSelector']}")
-        if "rayClusterSpec" not in spec:
-            problems.append(f"{where}: has no cluster of its own (rayClusterSpec)")
-        rules = (spec.get("deletionStrategy") or {}).get("deletionRules", [])
-        ended = {
-            r["condition"].get("jobStatus") or r["condition"].get("jobDeploymentStatus")
-            for r in rules
-            if r["policy"] == "DeleteCluster" and r["condition"].get("ttlSeconds", 0) == 0
-        }
-        if not {"SUCCEEDED", "FAILED", "Failed"} <= ended:
-            problems.append(f"{where}: its cluster outlives the run ({sorted(ended)})")
-    return problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -65,9 +44,11 @@ def test_retraining_never_runs_on_the_pipeline_cluster(overlay: str) -> None:
     pipeline = one(docs, "RayCluster", "cryptopred")
     pipeline_head = pipeline["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
     assert pipeline_head["app.kubernetes.io/component"] == "pipeline"
-    # The pipeline cluster has no worker group a training task could be placed on, and the
-    # jobs that select it (stream, backfill) do not train.
-    assert not pipeline["spec"].get("workerGroupSpecs")
+    # No pod of the pipeline cluster offers Ray a CPU, so no training task (it asks for CPUs)
+    # could be placed there, and the jobs that select it (stream, backfill) do not train.
+    groups = list(ray_groups(pipeline["spec"]))
+    assert len(groups) > 1  # the head and the stages group
+    assert all(offered_resources(g).get("CPU") == 0 for _, g, _ in groups), groups
     for job in of_kind(docs, "RayJob"):
         if "clusterSelector" in job["spec"]:
             assert "train" not in job["spec"]["entrypoint"].split()[:3], job["metadata"]["name"]

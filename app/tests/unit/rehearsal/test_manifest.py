@@ -14,6 +14,7 @@ from cryptopred.rehearsal.manifest import (
     read_plan,
     rewrite_mounts,
     secret_names,
+    shell_word,
 )
 from cryptopred_testsupport.kuberay.render import render
 
@@ -85,10 +86,18 @@ def test_dev_plan() -> None:
     assert [c.name for c in plan.clusters] == ["cryptopred", "cryptopred-serve", "retrain"]
     assert [c.owner_job for c in plan.clusters] == [None, None, "retrain"]
     pipeline = plan.cluster("cryptopred")
-    assert [p.name for p in pipeline.pods] == ["cryptopred-head"]
+    assert [p.name for p in pipeline.pods] == [
+        "cryptopred-head",
+        "cryptopred-worker-stages-0",
+        "cryptopred-worker-stages-1",
+    ]
     head = pipeline.head
-    assert head.memory_limit_bytes == 2304 * 1024**2 and head.cpu_limit == 1.0
-    assert head.num_cpus == "4"  # rayStartParams win over the CPU limit
+    assert head.cpu_limit == 0.75
+    assert head.num_cpus == "0"  # rayStartParams win over the CPU limit
+    # the custom resources, unquoted as the pod's shell passes them to `ray start`
+    assert '--resources={"source": 4}' in ray_start_argv(head, {}, None)
+    stage = pipeline.pods[1]
+    assert '--resources={"stage": 3}' in ray_start_argv(stage, {}, "127.0.0.1:1")
     assert head.env["CRYPTOPRED_DATABASE_URL"] == "postgresql://root@risingwave:4566/dev"
     assert head.env["MLFLOW_TRACKING_PASSWORD"] == "pw"
     assert "retrain.sh" in head.config_files["/opt/cryptopred"]
@@ -127,21 +136,29 @@ def test_prod_plan_has_one_pod_per_worker_replica() -> None:
     assert [p.name for p in serve.pods] == [
         "cryptopred-serve-head",
         "cryptopred-serve-worker-serve-0",
+        "cryptopred-serve-worker-serve-1",
     ]
     worker = serve.pods[1]
     assert not worker.head and worker.num_cpus == "2"
     assert worker.memory_limit_bytes == 2560 * 1024**2
     assert serve.head.num_cpus == "0"
-    assert plan.cluster("cryptopred").head.memory_limit_bytes == 2560 * 1024**2
+    assert plan.cluster("cryptopred").head.memory_limit_bytes == 1536 * 1024**2
 
 
 def test_secret_names_of_ray_pods() -> None:
     assert secret_names(render("prod")) == {"mlflow-auth", "redis"}
 
 
+def test_shell_word_unquotes_like_the_pod_shell() -> None:
+    assert shell_word('"{\\"stage\\": 3}"') == '{"stage": 3}'
+    assert shell_word("'a b'") == "a b"
+    assert shell_word("0.0.0.0") == "0.0.0.0"
+    assert shell_word('"a" "b"') == '"a" "b"'  # two words: left as written
+
+
 def test_ray_start_argv() -> None:
     plan = read_plan(render("prod"), SECRETS)
-    head, worker = plan.cluster("cryptopred-serve").pods
+    head, worker, _ = plan.cluster("cryptopred-serve").pods
     head_argv = ray_start_argv(head, {"port": 16379, "dashboard-port": 18265}, None)
     assert head_argv[:4] == ["start", "--block", "--disable-usage-stats", "--head"]
     assert "--num-cpus=0" in head_argv and "--dashboard-host=127.0.0.1" in head_argv

@@ -3,13 +3,15 @@ exchange's addresses of the caller in place of the cluster's."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from cryptopred.rehearsal.cluster import SINGLE_MACHINE_MODE, Options, Rehearsal
 from cryptopred.rehearsal.manifest import ServiceMap, on_own_volumes, read_plan
 from cryptopred.rehearsal.nodes import pod_process
-from cryptopred.rehearsal.run import SINGLE_MACHINE_MODE, Options, Rehearsal, generated_secrets
+from cryptopred.rehearsal.run import generated_secrets
 from cryptopred_testsupport.kuberay.render import render
 
 
@@ -28,12 +30,18 @@ def test_the_callers_exchange_replaces_the_config_maps(
         env = rehearsal.pod_env(process, ServiceMap({"mlflow:5000": "127.0.0.1:3"}))
     finally:
         process.cgroup.remove()
+        shutil.rmtree(process.tmp_root, ignore_errors=True)
     assert env["CRYPTOPRED_KRAKEN_REST_URL"] == fake_rest
     assert env["CRYPTOPRED_KRAKEN_WS_URL"] == fake_ws
     assert env["CRYPTOPRED_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:3"
-    # the pod's /tmp (an emptyDir) is its own: cursor and state files are not shared
+    # the pod's /tmp (an emptyDir) is its own: cursor and state files are not shared, and
+    # Ray's session (whose address file "auto" reads) is the pod's
     assert head.env["CRYPTOPRED_DATA_DIR"] == "/tmp/cryptopred"
-    assert env["CRYPTOPRED_DATA_DIR"] == str(tmp_path / "pod" / "volumes" / "tmp" / "cryptopred")
+    assert env["CRYPTOPRED_DATA_DIR"] == str(process.tmp_root / "cryptopred")
+    assert env["TMPDIR"] == str(process.tmp_root)
+    other = pod_process(head, {}, None, tmp_path / "other", f"cryptopred-test2-{tmp_path.name}")
+    other.cgroup.remove()
+    assert other.tmp_root != process.tmp_root
 
 
 def test_values_under_an_empty_dir_move_to_the_pods_folder() -> None:

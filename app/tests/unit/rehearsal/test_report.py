@@ -46,3 +46,17 @@ def test_table_marks_unenforced_limits_and_oom() -> None:
     assert "832" in table[2] and "50%" in table[2] and "1 OOM kill(s)" in table[2]
     assert "NOT enforced" in table[3] and "107%" in table[3]
     assert not rows[1].below_limit and not rows[0].below_limit
+
+
+def test_a_restart_fails_the_pod_unless_the_rehearsal_killed_it() -> None:
+    from cryptopred.rehearsal.checks import memory_check
+
+    usage = Usage("w0", 1024 * MIB, True, peak_pss_bytes=500 * MIB)
+    assert memory_check(usage).ok
+    usage.restarts = 1  # it exited by itself: a crash or an OOM kill
+    assert not memory_check(usage).ok
+    usage.kills = 1  # the node failure the rehearsal made
+    check = memory_check(usage)
+    assert check.ok and "1 restarts (1 after a node failure)" in check.detail
+    usage.peak_pss_bytes = 2048 * MIB
+    assert not memory_check(usage).ok

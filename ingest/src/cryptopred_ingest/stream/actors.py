@@ -23,7 +23,7 @@ from cryptopred_core.metric_names import (
 )
 from cryptopred_core.pipeline.runner import RunnerStats, StageRunner
 from cryptopred_core.pipeline.writer import DbWriter
-from cryptopred_core.raycluster import connect_ray
+from cryptopred_core.raycluster import connect_ray, one_unit_of
 from cryptopred_core.supervision import crash_record, ray_supervisor
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_ingest.stream.stages import STAGES, build_stage, group_id, uses_db
@@ -188,6 +188,7 @@ def start_pipeline(settings: StreamSettings) -> list[str]:
                 max_restarts=-1,
                 max_task_retries=-1,
                 num_cpus=settings.actor_num_cpus,
+                resources=one_unit_of(settings.stage_resource),
             ).remote(stage, replica, settings.model_dump_json())
             names.append(name)
     return names

@@ -55,7 +55,14 @@ class StreamSettings(Settings):
         ge=1,
         description="source_watermarks rows older than this no longer hold idle closing",
     )
-    actor_num_cpus: float = Field(0.25, gt=0, description="CPUs reserved per stage actor")
+    actor_num_cpus: float = Field(0.25, ge=0, description="CPUs reserved per stage actor")
+    stage_resource: str = Field(
+        "",
+        description=(
+            "custom Ray resource a stage actor asks one unit of ('': none); on the cluster the "
+            "stages worker group offers it, so the stage actors run there and nowhere else"
+        ),
+    )
     ray_namespace: str = Field("cryptopred", description="Ray namespace of the named actors")
     group_prefix: str = Field("cryptopred", description="prefix of consumer group ids")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cryptopred_testsupport.kuberay.render import Obj
+from cryptopred_testsupport.kuberay.render import Obj, of_kind
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 SECRET_FIELD = re.compile(r"(password|passwd|token|secretkey|accesskey)$", re.IGNORECASE)
@@ -199,4 +199,29 @@ def cluster_rule_problems(spec: Obj, annotations: dict[str, str]) -> list[str]:
             problems.append("Redis settings belong in gcsFaultToleranceOptions")
     elif "RAY_REDIS_ADDRESS" in head_env:
         problems.append("RAY_REDIS_ADDRESS without gcsFaultToleranceOptions")
+    return problems
+
+
+def training_problems(docs: list[Obj]) -> list[str]:
+    """Why a training job could run on a long-lived cluster: every RayJob or RayCronJob that
+    trains (component `training`) must bring its own cluster and select none."""
+    problems = []
+    for obj in [*of_kind(docs, "RayJob"), *of_kind(docs, "RayCronJob")]:
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "training":
+            continue
+        meta = obj["metadata"]
+        where = f"{obj['kind']} {meta.get('name', meta.get('generateName', '?'))}"
+        spec = obj["spec"].get("jobTemplate", obj["spec"])
+        if "clusterSelector" in spec:
+            problems.append(f"{where}: selects the running cluster {spec['clusterSelector']}")
+        if "rayClusterSpec" not in spec:
+            problems.append(f"{where}: has no cluster of its own (rayClusterSpec)")
+        rules = (spec.get("deletionStrategy") or {}).get("deletionRules", [])
+        ended = {
+            r["condition"].get("jobStatus") or r["condition"].get("jobDeploymentStatus")
+            for r in rules
+            if r["policy"] == "DeleteCluster" and r["condition"].get("ttlSeconds", 0) == 0
+        }
+        if not {"SUCCEEDED", "FAILED", "Failed"} <= ended:
+            problems.append(f"{where}: its cluster outlives the run ({sorted(ended)})")
     return problems

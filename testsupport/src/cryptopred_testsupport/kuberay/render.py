@@ -7,7 +7,9 @@ rendered once per test session with `kubectl kustomize`.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -142,6 +144,26 @@ def risingwave_values(overlay: str) -> Obj:
 
 
 # --- walking pod specs -------------------------------------------------------------------------
+
+
+def ray_groups(cluster_spec: Obj) -> Iterator[tuple[str, Obj, int]]:
+    """(group name, group spec, replicas) of a Ray cluster: `head`, then each worker group."""
+    yield "head", cluster_spec["headGroupSpec"], 1
+    for group in cluster_spec.get("workerGroupSpecs") or []:
+        yield group["groupName"], group, int(group.get("replicas", group.get("minReplicas", 0)))
+
+
+def offered_resources(group: Obj) -> dict[str, float]:
+    """The custom Ray resources a group's pods offer (rayStartParams `resources`, a JSON object
+    quoted for the pod's shell) and their `num-cpus` as `CPU` where given."""
+    params = group.get("rayStartParams", {})
+    out: dict[str, float] = {}
+    if "resources" in params:
+        (word,) = shlex.split(params["resources"])
+        out.update({k: float(v) for k, v in json.loads(word).items()})
+    if "num-cpus" in params:
+        out["CPU"] = float(params["num-cpus"])
+    return out
 
 
 def _ray_cluster_pods(spec: Obj, where: str) -> Iterator[tuple[str, Obj, int]]:

@@ -1,0 +1,66 @@
+"""Where the stream's stage actors run on the cluster: on the pipeline's `stages` worker group,
+on two nodes or more, each with room for all of them, so a lost node leaves a place to restart
+its actors at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryptopred_core.raycluster import one_unit_of
+from cryptopred_core.settings import ENV_PREFIX
+from cryptopred_ingest.stream.settings import StreamSettings
+from cryptopred_testsupport.kuberay.render import (
+    OVERLAYS,
+    Obj,
+    of_kind,
+    offered_resources,
+    one,
+    ray_groups,
+    render,
+)
+
+
+def _stream_settings(docs: list[Obj]) -> StreamSettings:
+    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
+    return StreamSettings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items()})
+
+
+def _groups_offering(docs: list[Obj], resource: str) -> list[tuple[str, str, Obj, int]]:
+    out = []
+    for cluster in [*of_kind(docs, "RayCluster"), *of_kind(docs, "RayService")]:
+        spec = cluster["spec"].get("rayClusterConfig", cluster["spec"])
+        for name, group, replicas in ray_groups(spec):
+            if offered_resources(group).get(resource, 0) > 0:
+                out.append((cluster["metadata"]["name"], name, group, replicas))
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stage_actors_run_on_the_stages_group_of_two_nodes_each_holding_all(
+    overlay: str,
+) -> None:
+    docs = render(overlay)
+    settings = _stream_settings(docs)
+    asked = one_unit_of(settings.stage_resource)
+    assert asked, "the ConfigMap names no stage resource: stage actors could land anywhere"
+    ((resource, per_actor),) = asked.items()
+    ((cluster, group_name, group, replicas),) = _groups_offering(docs, resource)
+    assert (cluster, group_name) == ("cryptopred", "stages")
+    assert replicas >= 2 and group.get("minReplicas") == replicas
+    actors = settings.candle_replicas + settings.indicator_replicas + settings.sink_replicas
+    offered = offered_resources(group)
+    assert offered[resource] >= actors * per_actor  # one node holds every stage actor
+    # the actors reserve no more CPU than a stages pod offers Ray
+    assert actors * settings.actor_num_cpus <= offered.get("CPU", 0)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stages_pods_reach_the_services_the_stage_actors_use(overlay: str) -> None:
+    docs = render(overlay)
+    pipeline = one(docs, "RayCluster", "cryptopred")
+    (stages,) = [g for name, g, _ in ray_groups(pipeline["spec"]) if name == "stages"]
+    (container,) = stages["template"]["spec"]["containers"]
+    assert {"configMapRef": {"name": "cryptopred-env"}} in container["envFrom"]
+    head_labels = pipeline["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+    # the network policies that let the head reach Kafka and the DB select these pods too
+    assert stages["template"]["metadata"]["labels"] == head_labels
