@@ -43,7 +43,7 @@ def cluster_rehearsal(
         bool,
         typer.Option(
             help="during the backfill, SIGKILL the pod holding the most stage actors, keep it "
-            "down 90 s, and check the actors run again on another node"
+            "down 60 s, and check the actors run again on another node"
         ),
     ] = False,
     kill_serve_node: Annotated[

@@ -29,7 +29,7 @@ class NodeFailure:
     actors: str = STAGE_ACTORS
     during: str = "backfill"
     after_s: float = 20.0
-    down_s: float = 90.0
+    down_s: float = 60.0
     #: longest wait for the actors to run again elsewhere
     recover_timeout_s: float = 180.0
 

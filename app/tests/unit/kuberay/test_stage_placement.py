@@ -64,3 +64,29 @@ def test_stages_pods_reach_the_services_the_stage_actors_use(overlay: str) -> No
     head_labels = pipeline["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
     # the network policies that let the head reach Kafka and the DB select these pods too
     assert stages["template"]["metadata"]["labels"] == head_labels
+
+
+@pytest.mark.parametrize(
+    ("overlay", "kind", "cluster", "group"),
+    [
+        ("dev", "RayCluster", "cryptopred", "stages"),
+        ("prod", "RayCluster", "cryptopred", "stages"),
+        ("prod", "RayService", "cryptopred-serve", "serve"),
+    ],
+)
+def test_the_spare_pods_prefer_different_nodes(
+    overlay: str, kind: str, cluster: str, group: str
+) -> None:
+    obj = one(render(overlay), kind, cluster)
+    spec = obj["spec"].get("rayClusterConfig", obj["spec"])
+    (found,) = [g for name, g, _ in ray_groups(spec) if name == group]
+    terms = found["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term = terms[0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    # KubeRay's own pod labels: the group's pods, and only them
+    assert term["labelSelector"]["matchLabels"] == {
+        "ray.io/cluster": cluster,
+        "ray.io/group": group,
+    }
