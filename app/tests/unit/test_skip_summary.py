@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+
+from cryptopred_testsupport.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def load_root_conftest():
-    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_root_conftest() -> ModuleType:
+    return load_script(ROOT / "conftest.py", "root_conftest")
 
 
 def skipped(reason: str) -> SimpleNamespace:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,16 +11,13 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from cryptopred_testsupport.kuberay.render import tool
+from cryptopred_testsupport.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _root_conftest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("root_conftest_deps", ROOT / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "conftest.py", "root_conftest_deps")
 
 
 def _dry_run(*args: str) -> str:

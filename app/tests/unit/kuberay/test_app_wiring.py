@@ -27,17 +27,12 @@ from cryptopred_testsupport.kuberay.render import (
     render,
     risingwave_values,
 )
+from cryptopred_testsupport.scripts import load_script
 from cryptopred_training.settings import TrainSettings
 
 
 def _load_render_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "render_serve_config", KUBERAY / "render_serve_config.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(KUBERAY / "render_serve_config.py")
 
 
 def test_rayservice_import_path_resolves_to_the_serving_module() -> None:

@@ -4,7 +4,6 @@ report), and `make pin-images` (kuberay/pin_images.py) writing kustomize digests
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -25,16 +24,13 @@ from cryptopred_testsupport.kuberay.render import (
     risingwave_values,
     tool,
 )
+from cryptopred_testsupport.scripts import load_script
 
 SHA = "sha256:" + "0" * 64
 
 
 def _pin_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pin_images", KUBERAY / "pin_images.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(KUBERAY / "pin_images.py")
 
 
 def _pod_images(docs: list[dict[str, object]]) -> list[str]:

@@ -3,7 +3,6 @@ the RayCronJob's template (kuberay/oneoff_job.py), on a cluster of its own."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,14 +12,11 @@ import pytest
 
 from cryptopred_testsupport.kuberay.checks import training_problems
 from cryptopred_testsupport.kuberay.render import KUBERAY, OVERLAYS, make_kuberay, one, render
+from cryptopred_testsupport.scripts import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oneoff_job", KUBERAY / "oneoff_job.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(KUBERAY / "oneoff_job.py")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
