@@ -34,7 +34,9 @@ def cluster_rehearsal(
         list[str] | None, typer.Option("--set", help="KEY=VALUE added to every pod's env")
     ] = None,
     job_timeout_s: Annotated[float, typer.Option(help="longest wait for one job")] = 1800.0,
-    keep: Annotated[bool, typer.Option(help="keep the stand-ins' data afterwards")] = False,
+    keep: Annotated[
+        bool, typer.Option(help="keep the stand-ins' data and each pod's /tmp (Ray logs)")
+    ] = False,
     memory_limit: Annotated[
         list[str] | None,
         typer.Option(help="POD=QUANTITY: a pod's memory limit instead of the manifest's"),
