@@ -165,6 +165,9 @@ def run_serve(r: Rehearsal, plan: Plan) -> list[Check]:
 def serve_node_failure(r: Rehearsal, cluster: str, url: str, failure: NodeFailure) -> list[Check]:
     """Lose the node of an API replica while requests keep coming: the replicas run again
     elsewhere, and the requests say how many failed during the switch."""
+    if not any(p.pod.cluster == cluster and not p.pod.head for p in r.pods):
+        detail = f"{cluster} has no worker pods: its replicas run on the head, with no other node"
+        return [Check("Serve node failure", False, detail)]
     traffic = Traffic(url)
     traffic.start()
     killer = r.node_killer(failure, cluster)
