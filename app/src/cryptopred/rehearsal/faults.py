@@ -170,9 +170,7 @@ class NodeKiller:
         deadline = killed_at + max(f.recover_timeout_s, f.down_s)
         while time.monotonic() < deadline:
             if not revived and time.monotonic() - killed_at >= f.down_s:
-                self.say(f"node failure: pod {pod} starts again (replaced)")
-                self.revive(pod)
-                self.report.revived_at = time.monotonic()
+                self._revive(pod)
                 revived = True
             if self.report.recovered_s is None:
                 try:
@@ -190,5 +188,9 @@ class NodeKiller:
                 return
             time.sleep(1.0)
         if not revived:
-            self.revive(pod)
-            self.report.revived_at = time.monotonic()
+            self._revive(pod)
+
+    def _revive(self, pod: str) -> None:
+        self.say(f"node failure: pod {pod} starts again (replaced)")
+        self.revive(pod)
+        self.report.revived_at = time.monotonic()

@@ -9,16 +9,14 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.settings import IngestSettings
 from cryptopred_ingest.stream.job import build_parser
 from cryptopred_testsupport.kuberay.render import (
     OVERLAYS,
     Obj,
-    of_kind,
-    offered_resources,
+    configmap_settings,
+    groups_offering,
     one,
-    ray_groups,
     render,
 )
 
@@ -28,12 +26,6 @@ STREAM_MODULE = ["python", "-m", "cryptopred_ingest.stream.job"]
 def _cluster_env(docs: list[Obj]) -> dict[str, str]:
     data: dict[str, str] = one(docs, "ConfigMap", "cryptopred-env")["data"]
     return data
-
-
-def _ingest_settings(docs: list[Obj]) -> IngestSettings:
-    env = _cluster_env(docs)
-    fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
-    return IngestSettings(**fields)  # type: ignore[arg-type]
 
 
 def writable_dirs(pod: Obj, container: Obj) -> list[PurePosixPath]:
@@ -63,7 +55,7 @@ def test_the_live_source_reads_pairs_and_kraken_urls_from_the_configmap(overlay:
     env = _cluster_env(docs)
     for name in ("CRYPTOPRED_PAIRS", "CRYPTOPRED_KRAKEN_WS_URL", "CRYPTOPRED_KRAKEN_REST_URL"):
         assert name in env, f"{name} is not in the ConfigMap cryptopred-env"
-    settings = _ingest_settings(docs)
+    settings = configmap_settings(docs, IngestSettings)
     assert settings.kraken_ws_url == "wss://ws.kraken.com/v2"
     assert settings.kraken_rest_url == "https://api.kraken.com"
     assert settings.pairs == env["CRYPTOPRED_PAIRS"].split(",")
@@ -79,20 +71,15 @@ def test_the_live_source_state_lies_on_a_writable_volume_of_the_pipeline_head(
     cluster = one(docs, "RayCluster", stream["spec"]["clusterSelector"]["ray.io/cluster"])
     # source actors ask one unit of the ConfigMap's source resource, which only the pipeline
     # head offers: the source (and its state file) stays on the head's volume
-    resource = _ingest_settings(docs).source_resource
+    resource = configmap_settings(docs, IngestSettings).source_resource
     assert resource
-    offering = [
-        (c["metadata"]["name"], name)
-        for c in [*of_kind(docs, "RayCluster"), *of_kind(docs, "RayService")]
-        for name, group, _ in ray_groups(c["spec"].get("rayClusterConfig", c["spec"]))
-        if offered_resources(group).get(resource, 0) >= 1
-    ]
+    offering = [(cluster, group) for cluster, group, _, _ in groups_offering(docs, resource)]
     assert offering == [("cryptopred", "head")]
     pod = cluster["spec"]["headGroupSpec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert {"configMapRef": {"name": "cryptopred-env"}} in container["envFrom"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    state_file = _ingest_settings(docs).data_dir / "ingest" / "live-state.json"
+    state_file = configmap_settings(docs, IngestSettings).data_dir / "ingest" / "live-state.json"
     mounts = writable_dirs(pod, container)
     assert any(PurePosixPath(state_file).is_relative_to(m) for m in mounts), (
         f"{state_file} is not under a writable volume of the pipeline head: {mounts}"

@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 
 from cryptopred_core.raycluster import one_unit_of
-from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_ingest.stream.settings import StreamSettings
 from cryptopred_testsupport.kuberay.render import (
     OVERLAYS,
-    Obj,
-    of_kind,
+    configmap_settings,
+    groups_offering,
     offered_resources,
     one,
     ray_groups,
@@ -20,31 +19,16 @@ from cryptopred_testsupport.kuberay.render import (
 )
 
 
-def _stream_settings(docs: list[Obj]) -> StreamSettings:
-    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
-    return StreamSettings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items()})
-
-
-def _groups_offering(docs: list[Obj], resource: str) -> list[tuple[str, str, Obj, int]]:
-    out = []
-    for cluster in [*of_kind(docs, "RayCluster"), *of_kind(docs, "RayService")]:
-        spec = cluster["spec"].get("rayClusterConfig", cluster["spec"])
-        for name, group, replicas in ray_groups(spec):
-            if offered_resources(group).get(resource, 0) > 0:
-                out.append((cluster["metadata"]["name"], name, group, replicas))
-    return out
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_stage_actors_run_on_the_stages_group_of_two_nodes_each_holding_all(
     overlay: str,
 ) -> None:
     docs = render(overlay)
-    settings = _stream_settings(docs)
+    settings = configmap_settings(docs, StreamSettings)
     asked = one_unit_of(settings.stage_resource)
     assert asked, "the ConfigMap names no stage resource: stage actors could land anywhere"
     ((resource, per_actor),) = asked.items()
-    ((cluster, group_name, group, replicas),) = _groups_offering(docs, resource)
+    ((cluster, group_name, group, replicas),) = groups_offering(docs, resource)
     assert (cluster, group_name) == ("cryptopred", "stages")
     assert replicas >= 2 and group.get("minReplicas") == replicas
     actors = settings.candle_replicas + settings.indicator_replicas + settings.sink_replicas

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from cryptopred_core.settings import ENV_PREFIX
 from cryptopred_testsupport.kuberay.checks import training_problems
 from cryptopred_testsupport.kuberay.render import (
     OVERLAYS,
     RETRAIN_HEADROOM,
     RETRAIN_PEAK_MEM,
     Obj,
+    configmap_settings,
     job_cluster_pod,
     memory,
     of_kind,
@@ -22,12 +22,6 @@ from cryptopred_testsupport.kuberay.render import (
     render,
 )
 from cryptopred_training.settings import TrainSettings
-
-
-def _train_settings(docs: list[Obj]) -> TrainSettings:
-    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
-    fields = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()}
-    return TrainSettings(**fields)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -57,7 +51,7 @@ def test_retraining_never_runs_on_the_pipeline_cluster(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_retraining_head_has_memory_for_the_measured_peak(overlay: str) -> None:
     docs = render(overlay)
-    workers = _train_settings(docs).train_workers
+    workers = configmap_settings(docs, TrainSettings).train_workers
     peak = RETRAIN_PEAK_MEM[workers]
     cron = one(docs, "RayCronJob", "retrain")
     pod = cron["spec"]["jobTemplate"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
@@ -75,7 +69,7 @@ def test_the_retraining_head_has_memory_for_the_measured_peak(overlay: str) -> N
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_a_retraining_run_ends_before_the_next_slot(overlay: str) -> None:
     docs = render(overlay)
-    every_s = _train_settings(docs).retrain_every_s
+    every_s = configmap_settings(docs, TrainSettings).retrain_every_s
     deadline_s = one(docs, "RayCronJob", "retrain")["spec"]["jobTemplate"]["activeDeadlineSeconds"]
     assert every_s is not None and 0 < deadline_s < every_s
 

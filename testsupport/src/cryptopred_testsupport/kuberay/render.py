@@ -15,10 +15,12 @@ import subprocess
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from cryptopred_core.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[4]
 KUBERAY = ROOT / "kuberay"
@@ -47,6 +49,7 @@ RETRAIN_PEAK_MEM = {1: 4.2 * GIB, 2: 5.0 * GIB}
 RETRAIN_HEADROOM = 1.15
 
 Obj = dict[str, Any]
+S = TypeVar("S", bound=Settings)
 # libyaml's loader where PyYAML has it: the CRD files are 75k lines.
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -151,6 +154,23 @@ def ray_groups(cluster_spec: Obj) -> Iterator[tuple[str, Obj, int]]:
     yield "head", cluster_spec["headGroupSpec"], 1
     for group in cluster_spec.get("workerGroupSpecs") or []:
         yield group["groupName"], group, int(group.get("replicas", group.get("minReplicas", 0)))
+
+
+def groups_offering(docs: list[Obj], resource: str) -> list[tuple[str, str, Obj, int]]:
+    """(cluster, group name, group, replicas) of every Ray group offering `resource`."""
+    out = []
+    for cluster in [*of_kind(docs, "RayCluster"), *of_kind(docs, "RayService")]:
+        spec = cluster["spec"].get("rayClusterConfig", cluster["spec"])
+        for name, group, replicas in ray_groups(spec):
+            if offered_resources(group).get(resource, 0) > 0:
+                out.append((cluster["metadata"]["name"], name, group, replicas))
+    return out
+
+
+def configmap_settings(docs: list[Obj], kind: type[S]) -> S:
+    """`kind` (a settings class) built from the ConfigMap `cryptopred-env`, as a pod reads it."""
+    env = one(docs, "ConfigMap", "cryptopred-env")["data"]
+    return kind(**{key.removeprefix(ENV_PREFIX).lower(): value for key, value in env.items()})
 
 
 def offered_resources(group: Obj) -> dict[str, float]:
